@@ -1,0 +1,131 @@
+"""A plugin's parameters from YAML: fixed values, search ranges, and sampling them with Optuna.
+
+In a plugin section each parameter is either a value (fixed) or a search space:
+``{low: 0.01, high: 100, log: true}`` or ``{choices: [a, b]}``. Parameters not
+written take the plugin's default, or its default search space when the
+experiment tunes defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from pydantic import ValidationError
+
+from turbexp.errors import UserError, UserErrors
+from turbexp.plugin_types import Choice, PluginParams, Range, SearchSpace
+from turbexp.plugins import PluginInfo
+from turbexp.yamlfile import YamlDocument
+
+_RANGE_KEYS = {"low", "high", "log", "step"}
+
+
+@dataclass(frozen=True)
+class ParamPlan:
+    """What one plugin section resolves to: a plugin, fixed values and a search space."""
+
+    plugin: PluginInfo
+    section: str
+    fixed: dict[str, Any]
+    space: SearchSpace
+
+    def sample(self, trial: optuna.Trial | optuna.trial.FrozenTrial | None) -> PluginParams:
+        """Parameters for ``trial`` (the fixed ones only when ``trial`` is None)."""
+        values = dict(self.fixed)
+        if trial is not None:
+            for key, dist in self.space.items():
+                values[key] = _suggest(trial, f"{self.section}.{key}", dist, self._is_int(key))
+        return self.plugin.cls.Params(**values)
+
+    def _is_int(self, key: str) -> bool:
+        return self.plugin.cls.Params.model_fields[key].annotation is int
+
+
+def _suggest(trial: Any, name: str, dist: Range | Choice, is_int: bool) -> Any:
+    if isinstance(dist, Choice):
+        return trial.suggest_categorical(name, list(dist.choices))
+    if is_int:
+        step = int(dist.step or 1)
+        return trial.suggest_int(name, int(dist.low), int(dist.high), step=step, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+
+
+def plan_params(plugin: PluginInfo, values: dict[str, Any], *, doc: YamlDocument,
+                loc: tuple, tune_defaults: bool) -> ParamPlan:
+    """Check a plugin section's parameters against the plugin's model."""
+    model: type[PluginParams] = plugin.cls.Params
+    fields = model.model_fields
+    errors: list[UserError] = []
+    fixed: dict[str, Any] = {}
+    space: SearchSpace = {}
+    for key, value in values.items():
+        where = (*loc, key)
+        if key not in fields:
+            known = ", ".join(fields) or "none"
+            errors.append(doc.error(
+                f"unknown parameter of {plugin.kind} plugin {plugin.name!r}; expected one of: "
+                f"{known}", where))
+            continue
+        try:
+            dist = _as_space(value)
+        except ValueError as exc:
+            errors.append(doc.error(str(exc), where))
+            continue
+        if dist is None:
+            fixed[key] = value
+        else:
+            space[key] = dist
+            errors += _check_space(model, key, dist, doc, where)
+    try:
+        model(**fixed)
+    except ValidationError as exc:
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            errors.append(doc.error(f"{msg}, got {err.get('input')!r}", (*loc, *err["loc"])))
+    if errors:
+        raise UserErrors(errors)
+    if tune_defaults:
+        for key, dist in plugin.cls.search_space.items():
+            if key not in fixed and key not in space:
+                space[key] = dist
+    return ParamPlan(plugin=plugin, section=loc[0] if len(loc) == 1 else ".".join(map(str, loc)),
+                     fixed=fixed, space=space)
+
+
+def _as_space(value: Any) -> Range | Choice | None:
+    if not isinstance(value, dict):
+        return None
+    keys = set(value)
+    if keys == {"choices"}:
+        if not isinstance(value["choices"], list) or not value["choices"]:
+            raise ValueError("choices must be a non-empty list")
+        return Choice(tuple(value["choices"]))
+    if {"low", "high"} <= keys <= _RANGE_KEYS:
+        low, high = value["low"], value["high"]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
+            raise ValueError("low and high must be numbers")
+        if low >= high:
+            raise ValueError(f"low ({low}) must be below high ({high})")
+        if value.get("log") and low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return Range(float(low), float(high), bool(value.get("log", False)), value.get("step"))
+    raise ValueError(
+        "a search space is {low: L, high: H[, log: true][, step: S]} or {choices: [...]}"
+    )
+
+
+def _check_space(model: type[PluginParams], key: str, dist: Range | Choice,
+                 doc: YamlDocument, where: tuple) -> list[UserError]:
+    candidates = dist.choices if isinstance(dist, Choice) else (dist.low, dist.high)
+    if isinstance(dist, Range) and model.model_fields[key].annotation is int:
+        candidates = (int(dist.low), int(dist.high))
+    errors = []
+    for candidate in candidates:
+        try:
+            model(**{key: candidate})
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            errors.append(doc.error(f"{msg}, got {candidate!r} in the search space", where))
+    return errors

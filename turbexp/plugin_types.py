@@ -1,0 +1,180 @@
+"""The four kinds of plugin and the small types they share.
+
+A plugin is a class with a ``name``, a pydantic ``Params`` model (validated
+before any work starts) and a ``search_space`` of default ranges for tuning.
+Plugins reach turbexp through the hooks in :mod:`turbexp.hookspecs`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+TaskKind = Literal["classify", "regress"]
+
+
+class PluginParams(BaseModel):
+    """Base of every plugin's parameter model: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric search range; ``log`` samples on a log scale, ``step`` quantises."""
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A categorical search space."""
+
+    choices: tuple[Any, ...]
+
+
+SearchSpace = dict[str, Range | Choice]
+
+
+class Plugin:
+    """Common declaration of every plugin."""
+
+    kind: ClassVar[str]
+    name: ClassVar[str]
+    Params: ClassVar[type[PluginParams]] = PluginParams
+    search_space: ClassVar[SearchSpace] = {}
+    description: ClassVar[str] = ""
+
+
+# --- simulators -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Physics:
+    """Physical set-up of one simulation, in the units astronomers use."""
+
+    box_pc: float
+    density_g_cm3: float
+    temperature_K: float
+    mach: float
+    time_myr: float
+    mean_molecular_weight: float
+
+
+@dataclass(frozen=True)
+class SimulationRequest:
+    """Everything that defines one simulation's output."""
+
+    physics: Physics
+    index: float  # spectral index n of the initial velocity field, P(k) ∝ k^-n
+    grid: int  # cells per side of the base grid and of the projected maps
+    seed: int
+
+
+@dataclass
+class SimulationResult:
+    """Column density maps (g/cm²) along x, y, z, shape (3, grid, grid)."""
+
+    column_density: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Simulator(Plugin):
+    """Makes column density maps from a simulation request.
+
+    ``version`` enters the cache key: bump it when the output for the same
+    request changes, so stale cache entries are not reused.
+    """
+
+    kind: ClassVar[str] = "simulator"
+    version: ClassVar[str] = "1"
+
+    def simulate(self, request: SimulationRequest, params: PluginParams) -> SimulationResult:
+        raise NotImplementedError
+
+
+# --- features ---------------------------------------------------------------
+
+
+class FeatureExtractor(Plugin):
+    """Builds a scikit-learn transformer mapping images (n, H, W) to features (n, d).
+
+    The transformer must be picklable (it is logged with the model).
+    """
+
+    kind: ClassVar[str] = "features"
+
+    def build(self, params: PluginParams) -> Any:
+        raise NotImplementedError
+
+
+# --- estimators -------------------------------------------------------------
+
+
+class Estimator(Plugin):
+    """Builds a scikit-learn estimator for a task (``classify`` or ``regress``).
+
+    Classifiers get labels 0..k-1 and should offer ``predict_proba`` or
+    ``decision_function``; regressors get the spectral index n.
+    """
+
+    kind: ClassVar[str] = "estimator"
+    tasks: ClassVar[frozenset[str]] = frozenset({"classify", "regress"})
+
+    def build(self, params: PluginParams, task: TaskKind) -> Any:
+        raise NotImplementedError
+
+
+# --- reports ----------------------------------------------------------------
+
+
+@dataclass
+class ReportContext:
+    """What a report sees of a finished experiment, on the holdout split.
+
+    ``y_true`` holds class labels (classify) or the index n (regress);
+    ``score`` holds the probability of class 1 (binary classify) or the
+    predicted index (regress); ``features`` are the holdout features;
+    ``index`` the spectral index of each image's simulation.
+    """
+
+    task: TaskKind
+    class_names: list[str]
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    score: np.ndarray
+    features: np.ndarray
+    index: np.ndarray
+    seed: int = 0
+
+
+@dataclass
+class ReportOutput:
+    """Figures (file name -> matplotlib Figure) and scalar metrics of a report."""
+
+    figures: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Report(Plugin):
+    """Turns a :class:`ReportContext` into figures and metrics."""
+
+    kind: ClassVar[str] = "report"
+    tasks: ClassVar[frozenset[str]] = frozenset({"classify", "regress"})
+
+    def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
+        raise NotImplementedError
+
+
+KINDS: dict[str, type[Plugin]] = {
+    "simulator": Simulator,
+    "features": FeatureExtractor,
+    "estimator": Estimator,
+    "report": Report,
+}

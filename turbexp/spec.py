@@ -1,0 +1,276 @@
+"""Pydantic models of the two YAML files a user writes: campaigns (sims/) and experiments.
+
+Unknown keys are refused everywhere. Plugin sections (``simulator``, ``features``,
+``estimator``, reports) carry ``plugin: NAME`` plus that plugin's own parameters,
+which are checked against the plugin's model in :mod:`turbexp.params`.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from turbexp.errors import UserError, UserErrors
+from turbexp.metrics import METRICS
+from turbexp.yamlfile import YamlDocument
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+Index = Annotated[float, Field(ge=2.0, le=6.0, description="spectral index n, P(k) ∝ k^-n")]
+
+KOLMOGOROV = 11.0 / 3.0
+BURGERS = 4.0
+
+PRESETS: dict[str, dict[str, float]] = {
+    "reference": {"time_myr": 0.5},
+    "developed": {"time_myr": 5.0},
+}
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PluginRef(BaseModel):
+    """``plugin: NAME`` plus the plugin's parameters (checked against its own model)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    plugin: Annotated[str, Field(pattern=NAME_PATTERN)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"plugin": value} if isinstance(value, str) else value
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+# --- campaigns ----------------------------------------------------------------
+
+
+class PhysicsSpec(StrictModel):
+    """Physical set-up, in pc, g/cm³, K and Myr."""
+
+    box_pc: float = Field(10.0, gt=0)
+    density_g_cm3: float = Field(6.77e-22, gt=0)
+    temperature_K: float = Field(10.0, gt=0)
+    mean_molecular_weight: float = Field(2.37, gt=0)
+    mach: float = Field(1.41, gt=0, le=100)
+    time_myr: float = Field(0.5, ge=0)
+
+
+class IndexRange(StrictModel):
+    """Indices drawn uniformly between ``low`` and ``high``."""
+
+    low: Index
+    high: Index
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IndexRange:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class GroupSpec(StrictModel):
+    """``count`` simulations with one index, or indices spread over a range."""
+
+    index: Index | IndexRange
+    count: int = Field(gt=0, le=100_000)
+    label: Name | None = None
+
+
+class CampaignSpec(StrictModel):
+    name: Name
+    description: str = ""
+    preset: Literal["reference", "developed"] = "reference"
+    simulator: PluginRef = PluginRef(plugin="builtin")
+    physics: PhysicsSpec = PhysicsSpec()
+    grid: int = Field(gt=7, le=4096, description="cells per side")
+    groups: list[GroupSpec] = Field(min_length=1)
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        preset = PRESETS.get(data.get("preset", "reference"), {})
+        physics = data.get("physics", {})
+        if isinstance(physics, dict):
+            data = {**data, "physics": {**preset, **physics}}
+        return data
+
+
+# --- experiments --------------------------------------------------------------
+
+
+class ImagesSpec(StrictModel):
+    size: int = Field(64, ge=8, le=4096, description="pixels per side")
+    projections: list[Literal["x", "y", "z"]] = Field(["x", "y", "z"], min_length=1)
+    cuts: Literal[1, 4] = 4
+    flips: Literal[1, 2, 4] = 4
+
+    @field_validator("projections")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each projection may appear once")
+        return value
+
+
+class SplitSpec(StrictModel):
+    train: float = Field(0.8, gt=0, lt=1)
+    test: float = Field(0.1, gt=0, lt=1)
+    holdout: float = Field(0.1, gt=0, lt=1)
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitSpec:
+        total = self.train + self.test + self.holdout
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + test + holdout must be 1, got {total:g}")
+        return self
+
+
+class DataSpec(StrictModel):
+    campaign: str = Field(description="campaign YAML, relative to the experiment file")
+    images: ImagesSpec = ImagesSpec()
+    split: SplitSpec = SplitSpec()
+
+
+class TaskSpec(StrictModel):
+    kind: Literal["classify", "regress"]
+    classes: dict[Name, Index] | None = None
+    tolerance: float = Field(1e-3, gt=0, description="how close an index must be to a class")
+
+    @model_validator(mode="after")
+    def _classes_match_kind(self) -> TaskSpec:
+        if self.kind == "classify":
+            if not self.classes or len(self.classes) != 2:
+                raise ValueError("a classify task needs exactly two classes, name: index")
+            low, high = sorted(self.classes.values())
+            if high - low <= 2 * self.tolerance:
+                raise ValueError("the two class indices must differ by more than 2 × tolerance")
+        elif self.classes:
+            raise ValueError("classes are only for kind: classify")
+        return self
+
+
+class TuneSpec(StrictModel):
+    trials: int = Field(20, ge=0, le=100_000)
+    metric: str | None = Field(None, description="default: roc_auc (classify), mse (regress)")
+    seed: int = Field(0, ge=0)
+    defaults: bool = Field(True, description="also tune the plugins' default search spaces")
+    storage: str | None = Field(None, description="Optuna storage URL")
+
+
+class EvaluateSpec(StrictModel):
+    on: Literal["holdout"] = "holdout"
+    reports: list[PluginRef] = []
+
+
+class ExperimentSpec(StrictModel):
+    name: Name
+    description: str = ""
+    data: DataSpec
+    task: TaskSpec
+    features: PluginRef
+    estimator: PluginRef
+    tune: TuneSpec = TuneSpec()
+    evaluate: EvaluateSpec = EvaluateSpec()
+
+    @model_validator(mode="after")
+    def _metric_fits_task(self) -> ExperimentSpec:
+        if self.tune.metric is not None and self.tune.metric not in METRICS[self.task.kind]:
+            raise ValueError(
+                f"tune.metric {self.tune.metric!r} is not a {self.task.kind} metric; "
+                f"expected one of: {', '.join(METRICS[self.task.kind])}"
+            )
+        return self
+
+    @property
+    def metric(self) -> str:
+        return self.tune.metric or ("roc_auc" if self.task.kind == "classify" else "mse")
+
+
+# --- validation with file positions ---------------------------------------------
+
+
+def validate(model: type[BaseModel], doc: YamlDocument) -> Any:
+    """Validate ``doc`` against ``model``; errors name the file, field and line."""
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        raise UserErrors(
+            [doc.error(_message(model, err), err["loc"]) for err in exc.errors()]
+        ) from None
+
+
+def _message(model: type[BaseModel], err: Any) -> str:
+    loc = [p for p in err["loc"] if not _is_union_tag(p)]
+    if err["type"] == "extra_forbidden":
+        allowed = _fields_at(model, loc[:-1])
+        known = f"; expected one of: {', '.join(allowed)}" if allowed else ""
+        return f"unknown key {loc[-1]!r}{known}"
+    if err["type"] == "missing":
+        return "required field missing"
+    message = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    if not isinstance(value, dict | list) and err["type"] not in ("value_error", "assertion_error"):
+        message += f", got {value!r}"
+    return message
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and ("[" in part or part in ("float", "int", "str"))
+
+
+def _fields_at(model: type[BaseModel], loc: list[Any]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            if not (isinstance(current, type) and issubclass(current, BaseModel)):
+                args = typing.get_args(current)
+                current = args[0] if args else None
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        current = field.annotation
+        for arg in typing.get_args(current) or ():
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                current = arg
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def check(condition: bool, doc: YamlDocument, loc: tuple, message: str) -> None:
+    """Raise a positioned :class:`UserError` unless ``condition`` holds."""
+    if not condition:
+        raise doc.error(message, loc)
+
+
+__all__ = [
+    "BURGERS",
+    "KOLMOGOROV",
+    "CampaignSpec",
+    "ExperimentSpec",
+    "PluginRef",
+    "UserError",
+    "validate",
+]
