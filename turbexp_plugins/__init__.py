@@ -1,0 +1,1 @@
+"""Plugins shipped with turbexp, each registered through an entry point."""
