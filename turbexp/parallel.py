@@ -1,0 +1,80 @@
+"""Applying a per-image function over a stack of images on all cores."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from joblib import Parallel, delayed
+
+JOBS_ENV = "TURBEXP_JOBS"
+"""Environment variable giving the default number of worker processes."""
+
+MIN_PARALLEL = 64
+"""Below this many images the work is done in the calling process."""
+
+CHUNKS_PER_WORKER = 4
+
+
+def default_jobs() -> int:
+    """Workers to use: ``$TURBEXP_JOBS`` if set, else the number of CPUs."""
+    value = os.environ.get(JOBS_ENV, "").strip()
+    if value:
+        try:
+            jobs = int(value)
+        except ValueError:
+            raise ValueError(f"{JOBS_ENV} must be an integer, got {value!r}") from None
+        return _resolve(jobs)
+    return os.cpu_count() or 1
+
+
+def _resolve(n_jobs: int) -> int:
+    """Turn ``n_jobs`` (≤ 0 meaning all CPUs) into a positive worker count."""
+    if n_jobs <= 0:
+        return os.cpu_count() or 1
+    return n_jobs
+
+
+def _as_row(value: object) -> np.ndarray:
+    row = np.asarray(value)
+    if row.ndim > 1:
+        raise ValueError(f"a per-image function must return a scalar or 1-d array, got {row.shape}")
+    return row.reshape(-1)
+
+
+def _apply_chunk(func: Callable[[np.ndarray], object], chunk: np.ndarray) -> np.ndarray:
+    rows = [_as_row(func(image)) for image in chunk]
+    return np.stack(rows) if rows else np.empty((0, 0))
+
+
+def map_images(
+    func: Callable[[np.ndarray], object],
+    images: np.ndarray | Sequence[np.ndarray],
+    n_jobs: int | None = None,
+) -> np.ndarray:
+    """Apply ``func`` to each image of ``images`` (n, H, W) and stack the results to (n, d).
+
+    ``func`` maps one (H, W) image to a 1-d feature vector; it must be picklable
+    (a module-level function, or a :func:`functools.partial` of one). The work is
+    spread over ``n_jobs`` processes (default :func:`default_jobs`) in a few chunks
+    per worker, or done serially when there are fewer than ``MIN_PARALLEL`` images
+    or a single job. Integer results are returned as float64.
+    """
+    stack = np.asarray(images)
+    if stack.ndim != 3:
+        raise ValueError(f"expected images of shape (n, H, W), got an array of shape {stack.shape}")
+    n = len(stack)
+    jobs = default_jobs() if n_jobs is None else _resolve(n_jobs)
+    jobs = min(jobs, n) if n else 1
+    if jobs == 1 or n < MIN_PARALLEL:
+        result = _apply_chunk(func, stack)
+    else:
+        chunks = np.array_split(stack, min(n, jobs * CHUNKS_PER_WORKER))
+        parts = Parallel(n_jobs=jobs, backend="loky")(
+            delayed(_apply_chunk)(func, chunk) for chunk in chunks
+        )
+        result = np.concatenate(parts, axis=0)
+    if not np.issubdtype(result.dtype, np.floating):
+        result = result.astype(np.float64)
+    return result

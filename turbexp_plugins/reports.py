@@ -1,0 +1,222 @@
+"""Report plugins: ROC curve, confusion matrix, t-SNE map and predicted-vs-true index.
+
+Figures are :class:`matplotlib.figure.Figure` objects drawn without pyplot, so
+no display or global figure state is involved; the caller saves them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from matplotlib.figure import Figure
+from pydantic import Field
+from sklearn import metrics as skm
+from sklearn.preprocessing import StandardScaler
+
+from turbexp import hookimpl
+from turbexp.plugin_types import (
+    PluginParams,
+    Report,
+    ReportContext,
+    ReportOutput,
+)
+
+KOLMOGOROV_INDEX = 11 / 3
+BURGERS_INDEX = 4.0
+REFERENCE_INDICES = {"Kolmogorov (11/3)": KOLMOGOROV_INDEX, "Burgers (4)": BURGERS_INDEX}
+
+
+def _validate(report: Report, params: Any) -> Any:
+    data = params if isinstance(params, dict) else params.model_dump()
+    return report.Params.model_validate(data)
+
+
+def _class_name(context: ReportContext, label: int) -> str:
+    names = context.class_names
+    return names[label] if 0 <= label < len(names) else f"class {label}"
+
+
+class Roc(Report):
+    """ROC curve of the class-1 score, with its area under the curve."""
+
+    name: ClassVar[str] = "roc"
+    description: ClassVar[str] = "ROC curve and AUC (binary classification)"
+    tasks: ClassVar[frozenset[str]] = frozenset({"classify"})
+
+    def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
+        _validate(self, params)
+        positive = np.asarray(context.y_true).ravel() == 1
+        score = np.asarray(context.score, dtype=np.float64).ravel()
+        fig = Figure(figsize=(5, 5), layout="constrained")
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+        positive_name = _class_name(context, 1)
+        if positive.all() or not positive.any():
+            ax.text(0.5, 0.5, "ROC undefined:\nonly one class present", ha="center", va="center")
+        else:
+            fpr, tpr, _ = skm.roc_curve(positive, score)
+            auc = float(skm.auc(fpr, tpr))
+            ax.plot(fpr, tpr, color="C0", linewidth=2, label=f"{positive_name} (AUC = {auc:.3f})")
+        ax.set(
+            xlim=(0, 1),
+            ylim=(0, 1.01),
+            xlabel="False positive rate",
+            ylabel="True positive rate",
+            title=f"ROC curve, positive class: {positive_name}",
+        )
+        ax.set_aspect("equal")
+        ax.legend(loc="lower right")
+        return ReportOutput(figures={"roc.png": fig})
+
+
+class ConfusionMatrix(Report):
+    """Confusion matrix with class names and annotated counts."""
+
+    name: ClassVar[str] = "confusion_matrix"
+    description: ClassVar[str] = "confusion matrix of the predicted classes"
+    tasks: ClassVar[frozenset[str]] = frozenset({"classify"})
+
+    class Params(PluginParams):
+        normalize: Literal["none", "true"] = Field(
+            "none", description="'true' shows each row as fractions of the true class"
+        )
+
+    def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
+        p = _validate(self, params)
+        y_true = np.asarray(context.y_true).ravel().astype(int)
+        y_pred = np.asarray(context.y_pred).ravel().astype(int)
+        n_classes = max(len(context.class_names), int(max(y_true.max(), y_pred.max())) + 1)
+        labels = list(range(n_classes))
+        names = [_class_name(context, label) for label in labels]
+        counts = skm.confusion_matrix(y_true, y_pred, labels=labels)
+        if p.normalize == "true":
+            totals = counts.sum(axis=1, keepdims=True)
+            shown = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+            text = [[f"{v:.2f}" for v in row] for row in shown]
+        else:
+            shown = counts.astype(np.float64)
+            text = [[str(v) for v in row] for row in counts]
+        size = 2.0 + 1.2 * n_classes
+        fig = Figure(figsize=(size + 1.0, size), layout="constrained")
+        ax = fig.add_subplot()
+        image = ax.imshow(shown, cmap="Blues", vmin=0)
+        fig.colorbar(image, ax=ax, label="fraction" if p.normalize == "true" else "images")
+        threshold = shown.max() / 2 if shown.size else 0
+        for i in range(n_classes):
+            for j in range(n_classes):
+                colour = "white" if shown[i, j] > threshold else "black"
+                ax.text(j, i, text[i][j], ha="center", va="center", color=colour)
+        ax.set_xticks(labels, names)
+        ax.set_yticks(labels, names)
+        ax.set(xlabel="Predicted class", ylabel="True class", title="Confusion matrix")
+        return ReportOutput(figures={"confusion_matrix.png": fig})
+
+
+def tsne_perplexity(requested: float, n_samples: int) -> float:
+    """``requested`` perplexity clipped below (n - 1) / 3, the most ``n_samples`` allow."""
+    if n_samples < 4:
+        raise ValueError(f"t-SNE needs at least 4 samples, got {n_samples}")
+    return float(min(requested, 0.99 * (n_samples - 1) / 3))
+
+
+class Tsne(Report):
+    """Two-dimensional openTSNE map of the standardised features."""
+
+    name: ClassVar[str] = "tsne"
+    description: ClassVar[str] = "t-SNE embedding of the features (openTSNE)"
+    tasks: ClassVar[frozenset[str]] = frozenset({"classify", "regress"})
+
+    class Params(PluginParams):
+        perplexity: float = Field(
+            30.0, gt=0, description="effective neighbours; clipped below (n - 1) / 3"
+        )
+        n_jobs: int = Field(1, ge=1, le=64, description="threads used by openTSNE")
+
+    def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
+        from openTSNE import TSNE
+
+        p = _validate(self, params)
+        features = np.asarray(context.features, dtype=np.float64)
+        features = features.reshape(len(features), -1)
+        perplexity = tsne_perplexity(p.perplexity, len(features))
+        scaled = StandardScaler().fit_transform(features)
+        embedding = TSNE(
+            n_components=2,
+            perplexity=perplexity,
+            random_state=context.seed,
+            n_jobs=p.n_jobs,
+            verbose=False,
+        ).fit(scaled)
+        points = np.asarray(embedding)
+        fig = Figure(figsize=(6, 5), layout="constrained")
+        ax = fig.add_subplot()
+        if context.task == "classify":
+            labels = np.asarray(context.y_true).ravel().astype(int)
+            for label in np.unique(labels):
+                chosen = labels == label
+                ax.scatter(
+                    points[chosen, 0],
+                    points[chosen, 1],
+                    s=14,
+                    alpha=0.8,
+                    color=f"C{label % 10}",
+                    label=_class_name(context, int(label)),
+                )
+            ax.legend(title="true class")
+        else:
+            index = np.asarray(context.index, dtype=np.float64).ravel()
+            dots = ax.scatter(points[:, 0], points[:, 1], s=14, c=index, cmap="viridis")
+            fig.colorbar(dots, ax=ax, label="spectral index n")
+        ax.set(
+            xlabel="t-SNE 1",
+            ylabel="t-SNE 2",
+            title=f"t-SNE of standardised features (perplexity {perplexity:.3g})",
+        )
+        ax.set_xticks([])
+        ax.set_yticks([])
+        kl = float(getattr(embedding, "kl_divergence", float("nan")))
+        return ReportOutput(figures={"tsne.png": fig}, metrics={"tsne_kl_divergence": kl})
+
+
+class PredictedVsTrue(Report):
+    """Scatter of the predicted against the true spectral index."""
+
+    name: ClassVar[str] = "predicted_vs_true"
+    description: ClassVar[str] = "predicted versus true spectral index (regression)"
+    tasks: ClassVar[frozenset[str]] = frozenset({"regress"})
+
+    def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
+        _validate(self, params)
+        truth = np.asarray(context.y_true, dtype=np.float64).ravel()
+        predicted = np.asarray(context.score, dtype=np.float64).ravel()
+        fig = Figure(figsize=(5.5, 5), layout="constrained")
+        ax = fig.add_subplot()
+        values = np.concatenate([truth, predicted, list(REFERENCE_INDICES.values())])
+        low, high = float(values.min()), float(values.max())
+        pad = 0.05 * (high - low) or 0.1
+        low, high = low - pad, high + pad
+        for i, (label, index) in enumerate(REFERENCE_INDICES.items()):
+            colour = f"C{i + 1}"
+            ax.axvline(index, color=colour, alpha=0.35, linestyle=":", label=label)
+            ax.axhline(index, color=colour, alpha=0.35, linestyle=":")
+        ax.plot([low, high], [low, high], color="grey", linestyle="--", label="predicted = true")
+        ax.scatter(truth, predicted, s=16, alpha=0.7, color="C0", label="images")
+        ax.set(
+            xlim=(low, high),
+            ylim=(low, high),
+            xlabel="true spectral index n",
+            ylabel="predicted spectral index n",
+            title="Predicted vs true spectral index",
+        )
+        ax.set_aspect("equal")
+        ax.legend(loc="upper left")
+        return ReportOutput(figures={"predicted_vs_true.png": fig})
+
+
+@hookimpl
+def register_reports(register: Any) -> None:
+    register(Roc)
+    register(ConfusionMatrix)
+    register(Tsne)
+    register(PredictedVsTrue)
