@@ -1,0 +1,80 @@
+"""Shared fixtures: every test works in its own folder with its own MLflow store and cache."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from turbexp.plugins import registry
+
+ROOT = Path(__file__).resolve().parents[1]
+RAMSES_FIXTURES = ROOT.parent / "shared" / "fixtures" / "ramses"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working folder with a private SQLite MLflow store and turbexp home."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("TURBEXP_HOME", str(tmp_path / ".turbexp"))
+    monkeypatch.delenv("TURBEXP_CACHE", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.setenv("TURBEXP_JOBS", "1")
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    registry.cache_clear()
+    yield tmp_path
+    registry.cache_clear()
+    mlflow.set_tracking_uri(None)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+TINY_CAMPAIGN = """
+name: tiny
+preset: reference
+grid: 16
+seed: 3
+groups:
+  - {label: kolmogorov, index: 3.6666667, count: 3}
+  - {label: burgers, index: 4.0, count: 3}
+"""
+
+TINY_EXPERIMENT = """
+name: tiny-hog-svm
+data:
+  campaign: ../sims/tiny.yaml
+  images: {size: 8, cuts: 4, flips: 2}
+  split: {train: 0.4, test: 0.3, holdout: 0.3, seed: 0}
+task: {kind: classify, classes: {kolmogorov: 3.6666667, burgers: 4.0}}
+features: {plugin: hog, orientations: 6, cells: 2}
+estimator: {plugin: svm, C: {low: 0.1, high: 10, log: true}}
+tune: {trials: 3, metric: roc_auc, seed: 0, defaults: false}
+evaluate:
+  reports: [roc, confusion_matrix, tsne]
+"""
+
+
+@pytest.fixture
+def tiny(workdir: Path) -> Path:
+    """A tiny campaign and experiment in the working folder; returns the experiment file."""
+    write(workdir / "sims" / "tiny.yaml", TINY_CAMPAIGN)
+    return write(workdir / "experiments" / "tiny.yaml", TINY_EXPERIMENT)
+
+
+def turbexp_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
+                timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the real ``turbexp`` command in a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "turbexp.cli", *args], cwd=cwd,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,168 @@
+"""Campaigns: deterministic plans, a cache keyed by parameters, resume, failures recorded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from conftest import TINY_CAMPAIGN, turbexp_cli, write
+
+from turbexp.campaign import plan_campaign, run_campaign
+from turbexp.experiment import plan_experiment
+from turbexp.runner import build_image_set
+from turbexp.store import SimulationStore
+
+
+def _campaign(workdir: Path, text: str = TINY_CAMPAIGN) -> Path:
+    return write(workdir / "sims" / "tiny.yaml", text)
+
+
+def test_plan_is_deterministic_and_keys_follow_the_data(workdir: Path) -> None:
+    path = _campaign(workdir)
+    a, b = plan_campaign(path), plan_campaign(path)
+    assert [s.key for s in a.simulations] == [s.key for s in b.simulations]
+    assert len({s.key for s in a.simulations}) == 6
+    assert len({s.request.seed for s in a.simulations}) == 6
+    # a description does not change the data; the time, the grid or the solver do
+    same = plan_campaign(_campaign(workdir, TINY_CAMPAIGN + "description: words\n"))
+    assert same.content_hash == a.content_hash
+    for change in ("preset: developed", "grid: 32", "seed: 4"):
+        key = change.split(":")[0]
+        text = "\n".join(line for line in TINY_CAMPAIGN.splitlines()
+                         if not line.startswith(key + ":"))
+        other = plan_campaign(_campaign(workdir, text + f"\n{change}\n"))
+        assert other.content_hash != a.content_hash, change
+    solver = plan_campaign(_campaign(workdir, TINY_CAMPAIGN + "simulator: {plugin: builtin, "
+                                                              "riemann: hll}\n"))
+    assert solver.content_hash != a.content_hash
+
+
+def test_presets_set_the_evolution_time(workdir: Path) -> None:
+    reference = plan_campaign(_campaign(workdir))
+    assert reference.simulations[0].request.physics.time_myr == 0.5
+    developed = plan_campaign(_campaign(workdir, TINY_CAMPAIGN.replace("reference",
+                                                                       "developed")))
+    assert developed.simulations[0].request.physics.time_myr == 5.0
+    explicit = plan_campaign(_campaign(workdir, TINY_CAMPAIGN + "physics: {time_myr: 2}\n"))
+    assert explicit.simulations[0].request.physics.time_myr == 2.0
+
+
+def test_index_range_groups_spread_the_index(workdir: Path) -> None:
+    plan = plan_campaign(_campaign(workdir, """
+        name: spread
+        grid: 16
+        groups:
+          - {index: {low: 3.0, high: 4.5}, count: 20}
+        """))
+    indices = np.array([s.request.index for s in plan.simulations])
+    assert indices.min() >= 3.0 and indices.max() <= 4.5
+    assert indices.std() > 0.25
+
+
+def test_run_makes_only_what_is_missing(workdir: Path) -> None:
+    plan = plan_campaign(_campaign(workdir))
+    store = SimulationStore(workdir / "cache")
+    first = run_campaign(plan, store, show_progress=False)
+    assert (first.done, first.reused, first.failed) == (6, 0, {})
+    second = run_campaign(plan, store, show_progress=False)
+    assert (second.done, second.reused) == (0, 6)
+    store.path(plan.simulations[2].key).unlink()
+    third = run_campaign(plan, store, show_progress=False)
+    assert (third.done, third.reused) == (1, 5)
+
+
+def test_parallel_jobs_give_the_same_maps(workdir: Path) -> None:
+    plan = plan_campaign(_campaign(workdir))
+    serial, parallel = SimulationStore(workdir / "a"), SimulationStore(workdir / "b")
+    run_campaign(plan, serial, jobs=1, show_progress=False)
+    assert run_campaign(plan, parallel, jobs=2, show_progress=False).done == 6
+    for sim in plan.simulations:
+        np.testing.assert_array_equal(serial.get(sim.key).column_density,
+                                      parallel.get(sim.key).column_density)
+
+
+def test_no_simulation_contributes_to_two_splits(tiny: Path) -> None:
+    plan = plan_experiment(tiny)
+    store = SimulationStore(tiny.parent.parent / "cache")
+    run_campaign(plan.campaign, store, show_progress=False)
+    data = build_image_set(plan, store)
+    for sim in np.unique(data.simulation):
+        assert len(np.unique(data.split[data.simulation == sim])) == 1
+    assert len(data.images) == 6 * 3 * 4 * 2
+    for part in range(3):
+        assert set(data.target[data.split == part].tolist()) == {0, 1}
+
+
+FLAKY = '''
+from turbexp import hookimpl
+from turbexp.plugin_types import Simulator, SimulationResult
+import numpy as np
+
+class Flaky(Simulator):
+    """Fails for every other seed until the file named by FLAKY_FIXED exists."""
+    name = "flaky"
+
+    def simulate(self, request, params):
+        import os
+        if request.seed % 2 and not os.path.exists(os.environ["FLAKY_FIXED"]):
+            raise RuntimeError(f"diverged for seed {request.seed}")
+        n = request.grid
+        return SimulationResult(np.full((3, n, n), 1e-3), {"code": "flaky"})
+
+@hookimpl
+def register_simulators(register):
+    register(Flaky)
+'''
+
+
+def _install_flaky(folder: Path) -> None:
+    dist = folder / "turbexp_flaky-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: turbexp-flaky\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[turbexp]\nflaky = turbexp_flaky\n")
+    (folder / "turbexp_flaky.py").write_text(FLAKY)
+
+
+def test_failed_simulations_are_recorded_and_retried(workdir: Path) -> None:
+    site = workdir / "site"
+    _install_flaky(site)
+    campaign = _campaign(workdir, TINY_CAMPAIGN.replace("preset: reference",
+                                                        "simulator: flaky"))
+    env = {"PYTHONPATH": str(site), "FLAKY_FIXED": str(workdir / "fixed")}
+    first = turbexp_cli("sims", "run", str(campaign), "--no-progress", cwd=workdir, env=env)
+    assert first.returncode == 1
+    failed = first.stderr.count("diverged for seed")
+    assert failed >= 1 and f"{6 - failed} made" in first.stdout
+    (workdir / "fixed").touch()
+    second = turbexp_cli("sims", "run", str(campaign), "--no-progress", cwd=workdir, env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"{failed} made, {6 - failed} already" in second.stdout
+
+
+def test_killed_campaign_resumes(workdir: Path) -> None:
+    campaign = _campaign(workdir, TINY_CAMPAIGN.replace("grid: 16", "grid: 32")
+                         .replace("count: 3", "count: 4"))
+    plan = plan_campaign(campaign)
+    store = SimulationStore(workdir / ".turbexp" / "cache")
+    process = subprocess.Popen([sys.executable, "-m", "turbexp.cli", "sims", "run",
+                                str(campaign), "--jobs", "1", "--no-progress"], cwd=workdir,
+                               env={**os.environ}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(store.has(s.key) for s in plan.simulations):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = sum(store.has(s.key) for s in plan.simulations)
+    assert 1 <= done_before < len(plan.simulations)
+    result = turbexp_cli("sims", "run", str(campaign), "--no-progress", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(plan.simulations) - done_before} made, {done_before} already" in result.stdout
+    files = sorted(p.name for p in store.root.rglob("*.npz"))
+    assert files == sorted(f"{s.key}.npz" for s in plan.simulations)
+    assert all(store.verify(s.key) for s in plan.simulations)

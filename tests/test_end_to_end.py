@@ -1,0 +1,111 @@
+"""A whole experiment through the real CLI: simulations, trials, MLflow runs, figures, model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from conftest import TINY_EXPERIMENT, turbexp_cli, write
+from mlflow.tracking import MlflowClient
+
+
+def _runs(role: str) -> list:
+    runs = mlflow.search_runs(experiment_names=["turbexp"], output_format="list",
+                              filter_string=f"tags.`turbexp.role` = '{role}'")
+    return sorted(runs, key=lambda r: r.info.start_time)
+
+
+def test_quickstart_like_run_leaves_a_complete_mlflow_record(tiny: Path) -> None:
+    root = tiny.parent.parent
+    result = turbexp_cli("run", str(tiny), "--no-progress", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert (root / "mlflow.db").exists()
+
+    [parent] = _runs("experiment")
+    trials = _runs("trial")
+    assert parent.info.status == "FINISHED"
+    assert len(trials) == 3
+    assert all(t.data.tags["mlflow.parentRunId"] == parent.info.run_id for t in trials)
+    assert all("test_roc_auc" in t.data.metrics for t in trials)
+    assert len({t.data.params["estimator.C"] for t in trials}) == 3
+
+    metrics = parent.data.metrics
+    for name in ("holdout_roc_auc", "holdout_accuracy", "holdout_f1", "best_test_roc_auc"):
+        assert 0.0 <= metrics[name] <= 1.0
+    assert metrics["best_test_roc_auc"] == max(t.data.metrics["test_roc_auc"] for t in trials)
+    tags = parent.data.tags
+    assert len(tags["turbexp.campaign_hash"]) == 64
+    assert "turbexp.git_commit" in tags and '"hog": "turbexp==' in tags["turbexp.plugins"]
+
+    artifacts = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id, "reports")}
+    assert artifacts == {"reports/roc.png", "reports/confusion_matrix.png", "reports/tsne.png"}
+
+    # the model is logged with a signature, and predicts on new maps
+    [model] = mlflow.search_logged_models(experiment_ids=[parent.info.experiment_id],
+                                          output_format="list")
+    assert model.source_run_id == parent.info.run_id
+    loaded = mlflow.pyfunc.load_model(f"models:/{model.model_id}")
+    assert loaded.metadata.signature is not None
+    maps = np.random.default_rng(0).standard_normal((5, 8, 8)).astype(np.float32)
+    assert set(np.asarray(loaded.predict(maps)).tolist()) <= {0, 1}
+
+
+def test_rerun_resumes_the_study_without_repeating_trials(tiny: Path) -> None:
+    root = tiny.parent.parent
+    assert turbexp_cli("run", str(tiny), "--no-progress", cwd=root).returncode == 0
+    again = turbexp_cli("run", str(tiny), "--no-progress", cwd=root)
+    assert again.returncode == 0, again.stderr
+    assert len(_runs("trial")) == 3  # the finished study ran no new trial
+    write(tiny, TINY_EXPERIMENT.replace("trials: 3", "trials: 5"))
+    more = turbexp_cli("run", str(tiny), "--no-progress", cwd=root)
+    assert more.returncode == 0, more.stderr
+    trials = _runs("trial")
+    assert len(trials) == 5  # the same study went on with two more trials
+    assert sorted(int(t.data.tags["turbexp.trial"]) for t in trials) == [0, 1, 2, 3, 4]
+    assert len(_runs("experiment")) == 3
+
+
+def test_regression_experiment(workdir: Path) -> None:
+    write(workdir / "sims" / "spread.yaml", """
+        name: spread
+        grid: 16
+        groups:
+          - {index: {low: 3.0, high: 4.5}, count: 6}
+        """)
+    experiment = write(workdir / "experiments" / "svr.yaml", """
+        name: tiny-svr
+        data:
+          campaign: ../sims/spread.yaml
+          images: {size: 16, cuts: 1, flips: 1}
+          split: {train: 0.5, test: 0.25, holdout: 0.25}
+        task: {kind: regress}
+        features: {plugin: power_spectrum, window: none}
+        estimator: {plugin: svr}
+        tune: {trials: 2, defaults: true}
+        evaluate: {reports: [predicted_vs_true]}
+        """)
+    result = turbexp_cli("run", str(experiment), "--no-progress", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    [parent] = _runs("experiment")
+    assert {"holdout_mse", "holdout_mae", "holdout_r2"} <= set(parent.data.metrics)
+    assert parent.data.tags["turbexp.headline_metric"] == "holdout_mse"
+    artifacts = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id, "reports")}
+    assert artifacts == {"reports/predicted_vs_true.png"}
+
+
+def test_classic_pipeline_does_not_import_tensorflow(tiny: Path) -> None:
+    code = (
+        "import sys\n"
+        "from turbexp.cli import main\n"
+        f"try:\n    main(['run', {str(tiny)!r}, '--no-progress'])\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tiny.parent.parent,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout

@@ -1,0 +1,120 @@
+"""Plugin discovery: built-ins and third-party packages alike, and broken ones reported."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from conftest import ROOT, TINY_EXPERIMENT, turbexp_cli, write
+
+from turbexp.plugins import load_registry
+
+BUILTINS = {
+    "simulator": {"builtin"},
+    "features": {"hog", "power_spectrum"},
+    "estimator": {"svm", "svr", "logistic"},
+    "report": {"roc", "confusion_matrix", "tsne", "predicted_vs_true"},
+}
+
+
+def test_builtin_plugins_come_from_entry_points() -> None:
+    registry = load_registry()
+    assert not registry.failures
+    for kind, names in BUILTINS.items():
+        assert names <= set(registry.names(kind))
+        for name in names:
+            info = registry.get(kind, name)
+            assert info.package == "turbexp"
+            assert info.version
+            fields = info.cls.Params.model_fields
+            assert set(info.cls.search_space) <= set(fields)
+
+
+def _broken_distribution(folder: Path) -> None:
+    """A real installed distribution whose entry point fails to import."""
+    dist = folder / "turbexp_broken-1.2.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: turbexp-broken\nVersion: 1.2\n")
+    (dist / "entry_points.txt").write_text("[turbexp]\nbroken = turbexp_broken_module\n")
+    (folder / "turbexp_broken_module.py").write_text(
+        "import a_module_that_does_not_exist\n"
+    )
+
+
+def test_a_broken_plugin_is_reported_and_the_rest_work(tiny: Path, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    _broken_distribution(site)
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    listing = turbexp_cli("plugins", cwd=tiny.parent.parent, env=env)
+    assert listing.returncode == 0, listing.stderr
+    out = listing.stdout + listing.stderr
+    assert "broken" in out and "turbexp-broken" in out
+    assert "No module named 'a_module_that_does_not_exist'" in out
+    assert "hog" in listing.stdout and "svm" in listing.stdout
+
+    checked = turbexp_cli("validate", str(tiny), cwd=tiny.parent.parent, env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert "plugin 'broken'" in checked.stderr  # warned once, then carried on
+
+    strict = turbexp_cli("validate", str(tiny), cwd=tiny.parent.parent,
+                         env={**env, "TURBEXP_STRICT_PLUGINS": "1"})
+    assert strict.returncode != 0
+    assert "a_module_that_does_not_exist" in strict.stderr
+
+
+def test_plugin_naming_a_broken_package_says_it_failed_to_load(tiny: Path,
+                                                               tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    _broken_distribution(site)
+    env = {"PYTHONPATH": str(site)}
+    bad = write(tiny, TINY_EXPERIMENT.replace("plugin: hog", "plugin: broken"))
+    result = turbexp_cli("validate", str(bad), cwd=tiny.parent.parent, env=env)
+    assert result.returncode == 2
+    assert "failed to load" in result.stderr and "turbexp-broken" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example third-party package, installed for real (pip) into its own folder."""
+    target = tmp_path_factory.mktemp("example-site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(ROOT / "tests" / "example_plugin")],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    return target
+
+
+def test_third_party_plugin_is_listed_with_its_package(example_site: Path, workdir: Path) -> None:
+    result = turbexp_cli("plugins", cwd=workdir, env={"PYTHONPATH": str(example_site)})
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "pixel_stats" in line]
+    assert rows and "turbexp-example-plugin" in rows[0] and "0.3.1" in rows[0]
+    assert "features" in rows[0]
+    assert any("nearest_centroid" in line for line in result.stdout.splitlines())
+
+
+def test_third_party_plugin_runs_from_yaml(example_site: Path, tiny: Path) -> None:
+    experiment = write(tiny, TINY_EXPERIMENT
+                       .replace("name: tiny-hog-svm", "name: tiny-example")
+                       .replace("features: {plugin: hog, orientations: 6, cells: 2}",
+                                "features: {plugin: pixel_stats, moments: 4}")
+                       .replace("estimator: {plugin: svm, C: {low: 0.1, high: 10, log: true}}",
+                                "estimator: {plugin: nearest_centroid, "
+                                "metric: {choices: [euclidean, manhattan]}}")
+                       .replace("tsne]", "tsne]\n"))
+    result = turbexp_cli("run", str(experiment), "--no-progress", cwd=tiny.parent.parent,
+                         env={"PYTHONPATH": str(example_site)})
+    assert result.returncode == 0, result.stderr
+    [parent] = mlflow.search_runs(experiment_names=["turbexp"], output_format="list",
+                                  filter_string="tags.`turbexp.role` = 'experiment'")
+    assert parent.data.params["features"] == "pixel_stats"
+    assert parent.data.params["estimator"] == "nearest_centroid"
+    assert parent.data.params["features.moments"] == "4"
+    assert "turbexp-example-plugin==0.3.1" in parent.data.tags["turbexp.plugins"]
+    assert "holdout_roc_auc" in parent.data.metrics

@@ -1,0 +1,57 @@
+"""The simulation cache: atomic writes, checksums, damaged files detected and redone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from turbexp.store import CorruptEntry, SimulationStore, content_hash
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    store = SimulationStore(tmp_path)
+    maps = np.random.default_rng(0).random((3, 8, 8)) + 1
+    store.put("ab" * 32, maps, {"seed": 1}, {"code": "x"})
+    got = store.get("ab" * 32)
+    np.testing.assert_array_equal(got.column_density, maps)
+    assert got.params == {"seed": 1} and got.metadata == {"code": "x"}
+    assert not list(tmp_path.rglob("*.tmp"))  # no temporary file left behind
+
+
+def test_damaged_file_is_detected_and_removed(tmp_path: Path) -> None:
+    store = SimulationStore(tmp_path)
+    key = "cd" * 32
+    store.put(key, np.ones((3, 4, 4)), {}, {})
+    path = store.path(key)
+    raw = bytearray(path.read_bytes())
+    # flip bytes inside the stored array (after the npz headers)
+    raw[len(raw) // 3] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptEntry):
+        store.get(key)
+    assert not store.verify(key)
+    assert not path.exists()
+
+
+def test_truncated_file_is_detected(tmp_path: Path) -> None:
+    store = SimulationStore(tmp_path)
+    key = "ef" * 32
+    store.put(key, np.ones((3, 4, 4)), {}, {})
+    store.path(key).write_bytes(store.path(key).read_bytes()[:50])
+    assert not store.verify(key)
+
+
+def test_failure_record_is_cleared_by_success(tmp_path: Path) -> None:
+    store = SimulationStore(tmp_path)
+    key = "01" * 32
+    store.record_failure(key, {"seed": 1}, "SimulationError: unstable")
+    assert store.failure(key) == "SimulationError: unstable"
+    store.put(key, np.ones((3, 4, 4)), {}, {})
+    assert store.failure(key) is None
+
+
+def test_content_hash_is_canonical() -> None:
+    assert content_hash({"a": 1, "b": [1, 2]}) == content_hash({"b": [1, 2], "a": 1})
+    assert content_hash({"a": 1}) != content_hash({"a": 2})

@@ -1,0 +1,127 @@
+"""Bad YAML is answered by one message naming file, field and line; nothing is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import TINY_CAMPAIGN, TINY_EXPERIMENT, turbexp_cli, write
+
+from turbexp.errors import UserError
+from turbexp.experiment import plan_experiment, plan_experiments
+
+
+def _bad(workdir: Path, old: str, new: str) -> Path:
+    assert old in TINY_EXPERIMENT
+    return write(workdir / "experiments" / "bad.yaml", TINY_EXPERIMENT.replace(old, new))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "expected"),
+    [
+        ("tune: {", "tnue: {a: 1}\ntune: {", "tnue", "unknown key 'tnue'; expected one of"),
+        ("orientations: 6", "orientations: six", "features.orientations", "integer"),
+        ("orientations: 6", "orientations: 1", "features.orientations", "greater than"),
+        ("orientations: 6", "orientation: 6", "features.orientation",
+         "unknown parameter of features plugin 'hog'; expected one of: orientations"),
+        ("plugin: hog", "plugin: hogg", "features.plugin",
+         "unknown features plugin 'hogg'; installed: hog"),
+        ("plugin: svm,", "plugin: svr,", "estimator.plugin", "does not do classify tasks"),
+        ("holdout: 0.3", "holdout: 0.4", "data.split", "must be 1"),
+        ("size: 8", "size: -8", "data.images.size", "greater than or equal to 8"),
+        ("burgers: 4.0", "burgers: 7.0", "task.classes.burgers", "less than or equal to 6"),
+        ("burgers: 4.0", "burgers: 4.2", "task.classes.burgers", "no simulation"),
+        ("../sims/tiny.yaml", "../sims/missing.yaml", "data.campaign", "not found"),
+        ("metric: roc_auc", "metric: mse", "", "not a classify metric"),
+        ("high: 10", "high: 0.01", "estimator.C", "must be below high"),
+        ("[roc, confusion_matrix, tsne]", "[roc, predicted_vs_true]", "evaluate.reports.1",
+         "does not apply to classify"),
+    ],
+)
+def test_bad_experiment_is_reported_with_field_and_line(tiny: Path, old: str, new: str,
+                                                        field: str, expected: str) -> None:
+    bad = _bad(tiny.parent.parent, old, new)
+    with pytest.raises(UserError) as info:
+        plan_experiment(bad)
+    message = str(info.value)
+    assert str(bad) in message
+    assert expected in message
+    assert f": {field}:" in message or not field
+    assert f"{bad}:" in message
+
+
+def test_line_number_points_at_the_field(tiny: Path) -> None:
+    bad = _bad(tiny.parent.parent, "orientations: 6", "orientations: six")
+    line = next(i for i, text in enumerate(bad.read_text().splitlines(), 1) if "six" in text)
+    with pytest.raises(UserError, match=rf"bad.yaml:{line}:\d+: features.orientations"):
+        plan_experiment(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: [unclosed\n", "invalid YAML"),
+        ("", "empty"),
+        ("- a\n- b\n", "expected a YAML mapping"),
+        ("name: a\nname: b\n", "duplicate key 'name'"),
+        ("name: !!python/object/apply:os.system ['echo hi']\n", "invalid YAML"),
+    ],
+)
+def test_malformed_yaml(workdir: Path, text: str, expected: str) -> None:
+    path = workdir / "broken.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=expected):
+        plan_experiments([path])
+
+
+def test_bad_campaign_names_the_campaign_file(tiny: Path) -> None:
+    campaign = tiny.parent.parent / "sims" / "tiny.yaml"
+    write(campaign, TINY_CAMPAIGN.replace("grid: 16", "grid: -4"))
+    with pytest.raises(UserError, match=rf"{campaign}:\d+:\d+: grid: .*greater than 7"):
+        plan_experiment(tiny)
+
+
+def test_unknown_campaign_key(tiny: Path) -> None:
+    campaign = tiny.parent.parent / "sims" / "tiny.yaml"
+    write(campaign, TINY_CAMPAIGN.replace("seed: 3", "seed: 3\nmachh: 2"))
+    with pytest.raises(UserError, match="unknown key 'machh'; expected one of: name"):
+        plan_experiment(tiny)
+
+
+def test_campaign_index_outside_range(tiny: Path) -> None:
+    campaign = tiny.parent.parent / "sims" / "tiny.yaml"
+    write(campaign, TINY_CAMPAIGN.replace("index: 4.0", "index: 9"))
+    with pytest.raises(UserError, match=r"groups.1.index"):
+        plan_experiment(tiny)
+
+
+def test_cli_validates_every_file_first_and_writes_nothing(tiny: Path) -> None:
+    root = tiny.parent.parent
+    bad = _bad(root, "orientations: 6", "orientations: six")
+    result = turbexp_cli("run", str(tiny), str(bad), cwd=root)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "features.orientations" in result.stderr
+    assert "bad.yaml" in result.stderr
+    # the good file was not run: no cache, no MLflow store, no Optuna journal
+    assert not (root / ".turbexp").exists()
+    assert not (root / "mlflow.db").exists()
+
+
+def test_cli_reports_errors_of_all_files(tiny: Path) -> None:
+    root = tiny.parent.parent
+    a = write(root / "experiments" / "a.yaml", TINY_EXPERIMENT.replace("size: 8", "size: x"))
+    b = write(root / "experiments" / "b.yaml", TINY_EXPERIMENT.replace("trials: 3", "trials: -1"))
+    result = turbexp_cli("validate", str(a), str(b), cwd=root)
+    assert result.returncode == 2
+    assert "a.yaml" in result.stderr and "data.images.size" in result.stderr
+    assert "b.yaml" in result.stderr and "tune.trials" in result.stderr
+
+
+def test_validate_accepts_the_shipped_catalogue() -> None:
+    root = Path(__file__).resolve().parents[1]
+    files = sorted((root / "experiments").glob("*.yaml"))
+    assert files
+    plans = plan_experiments(files)
+    assert {p.spec.name for p in plans} >= {"quickstart", "hog_svm", "hog_svr_index",
+                                            "power_spectrum_baseline"}

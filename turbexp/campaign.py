@@ -1,0 +1,173 @@
+"""Campaigns: from a campaign YAML to a list of simulations, and making the missing ones."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from turbexp.errors import UserError, UserErrors
+from turbexp.params import plan_params
+from turbexp.plugin_types import Physics, PluginParams, SimulationRequest
+from turbexp.plugins import PluginInfo, registry
+from turbexp.progress import progress_bar
+from turbexp.spec import CampaignSpec, validate
+from turbexp.store import SimulationStore, content_hash
+from turbexp.yamlfile import load_yaml
+
+
+@dataclass(frozen=True)
+class PlannedSimulation:
+    """One simulation of a campaign, with its cache key."""
+
+    key: str
+    request: SimulationRequest
+    group: int
+    label: str | None
+
+
+@dataclass(frozen=True)
+class CampaignPlan:
+    """A validated campaign: its spec, simulator and the simulations it lists."""
+
+    path: Path
+    spec: CampaignSpec
+    simulator: PluginInfo
+    simulator_params: PluginParams
+    simulations: list[PlannedSimulation]
+
+    @property
+    def content_hash(self) -> str:
+        """Changes when, and only when, the data the campaign makes changes."""
+        return content_hash(sorted(s.key for s in self.simulations))
+
+
+@dataclass
+class CampaignOutcome:
+    done: int = 0
+    reused: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def plan_campaign(path: str | Path) -> CampaignPlan:
+    """Read and validate a campaign file; nothing is simulated."""
+    doc = load_yaml(path)
+    spec: CampaignSpec = validate(CampaignSpec, doc)
+    try:
+        simulator = registry().get("simulator", spec.simulator.plugin)
+    except UserError as exc:
+        raise doc.error(exc.message, ("simulator", "plugin")) from None
+    param_plan = plan_params(simulator, spec.simulator.params, doc=doc, loc=("simulator",),
+                             tune_defaults=False)
+    if param_plan.space:
+        raise doc.error("simulator parameters take values, not search spaces", ("simulator",))
+    params = param_plan.sample(None)
+    physics = Physics(**spec.physics.model_dump())
+    simulations = []
+    for g, group in enumerate(spec.groups):
+        for member, index in enumerate(_indices(spec, g)):
+            seed = int(np.random.SeedSequence([spec.seed, g, member]).generate_state(1)[0])
+            request = SimulationRequest(physics=physics, index=index, grid=spec.grid, seed=seed)
+            key = content_hash(simulation_identity(simulator, params, request))
+            simulations.append(PlannedSimulation(key, request, g, group.label))
+    return CampaignPlan(Path(path), spec, simulator, params, simulations)
+
+
+def _indices(spec: CampaignSpec, g: int) -> list[float]:
+    group = spec.groups[g]
+    if isinstance(group.index, float | int):
+        return [float(group.index)] * group.count
+    rng = np.random.default_rng([spec.seed, g])
+    return [round(float(v), 6) for v in rng.uniform(group.index.low, group.index.high, group.count)]
+
+
+def simulation_identity(simulator: PluginInfo, params: PluginParams,
+                        request: SimulationRequest) -> dict:
+    """Everything that determines a simulation's output: hashed into its cache key."""
+    return {
+        "simulator": simulator.name,
+        "simulator_version": simulator.cls.version,
+        "simulator_params": params.model_dump(mode="json"),
+        "physics": asdict(request.physics),
+        "index": request.index,
+        "grid": request.grid,
+        "seed": request.seed,
+    }
+
+
+def run_campaign(plan: CampaignPlan, store: SimulationStore, *, jobs: int = 1,
+                 show_progress: bool = True) -> CampaignOutcome:
+    """Make every simulation of ``plan`` missing from ``store``; failures are recorded."""
+    outcome = CampaignOutcome()
+    missing = [s for s in plan.simulations if not store.verify(s.key)]
+    outcome.reused = len(plan.simulations) - len(missing)
+    if not missing:
+        return outcome
+    jobs = max(1, min(jobs, len(missing)))
+    with progress_bar(f"simulating {plan.spec.name}", total=len(plan.simulations),
+                      completed=outcome.reused, enabled=show_progress) as bar:
+        def finished(key: str, error: str | None) -> None:
+            if error is None:
+                outcome.done += 1
+            else:
+                outcome.failed[key] = error
+            bar.advance(failed=len(outcome.failed))
+
+        args = [(plan.simulator.name, plan.simulator_params.model_dump(), s, str(store.root))
+                for s in missing]
+        if jobs == 1:
+            for arg in args:
+                finished(*_simulate_one(*arg))
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+                for future in as_completed([pool.submit(_simulate_one, *a) for a in args]):
+                    finished(*future.result())
+    return outcome
+
+
+def _simulate_one(simulator_name: str, params: dict, sim: PlannedSimulation,
+                  store_root: str) -> tuple[str, str | None]:
+    """Run one simulation and store it; returns (key, error or None)."""
+    store = SimulationStore(store_root)
+    info = registry().get("simulator", simulator_name)
+    plugin_params = info.cls.Params(**params)
+    identity = simulation_identity(info, plugin_params, sim.request)
+    try:
+        result = info.create().simulate(sim.request, plugin_params)
+        maps = np.asarray(result.column_density, dtype=np.float64)
+        expected = (3, sim.request.grid, sim.request.grid)
+        if maps.shape != expected or not np.all(np.isfinite(maps)) or np.any(maps <= 0):
+            raise ValueError(f"simulator returned maps of shape {maps.shape}, expected finite "
+                             f"positive maps of shape {expected}")
+        metadata = {**result.metadata, "label": sim.label, "group": sim.group}
+        store.put(sim.key, maps, identity, metadata)
+        return sim.key, None
+    except Exception as exc:  # one failed simulation must not stop the campaign
+        error = "".join(traceback.format_exception_only(exc)).strip()
+        store.record_failure(sim.key, identity, error)
+        return sim.key, error
+
+
+def default_jobs() -> int:
+    return int(os.environ.get("TURBEXP_JOBS", os.cpu_count() or 1))
+
+
+def plan_campaigns(paths: list[str | Path]) -> list[CampaignPlan]:
+    """Validate several campaign files, reporting every file's errors together."""
+    plans, errors = [], []
+    for path in paths:
+        try:
+            plans.append(plan_campaign(path))
+        except UserErrors as exc:
+            errors += exc.errors
+        except UserError as exc:
+            errors.append(exc)
+    if errors:
+        raise UserErrors(errors)
+    return plans

@@ -1,0 +1,183 @@
+"""The ``turbexp`` command line."""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from datetime import datetime
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+import turbexp
+from turbexp.errors import UserError
+from turbexp.progress import console
+
+EXIT_USER_ERROR = 2
+# results go to stdout (full width when piped); progress, warnings and errors to stderr
+out = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _jobs_option(function):
+    return click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+                        help="Simulations run in parallel (default: TURBEXP_JOBS or all cores).")(
+        function)
+
+
+@click.group()
+@click.version_option(turbexp.__version__, prog_name="turbexp")
+def cli() -> None:
+    """Machine-learning experiments on images of interstellar turbulence, tracked in MLflow."""
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True)
+@_jobs_option
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def run(files: tuple[str, ...], jobs: int | None, no_progress: bool) -> None:
+    """Validate every experiment FILE, then run them one after another."""
+    from turbexp.campaign import default_jobs
+    from turbexp.experiment import plan_experiments
+    from turbexp.paths import cache_dir
+    from turbexp.runner import run_experiment
+    from turbexp.store import SimulationStore
+
+    plans = plan_experiments(list(files))
+    store = SimulationStore(cache_dir())
+    summaries = [run_experiment(p, store, jobs=jobs or default_jobs(),
+                                show_progress=not no_progress) for p in plans]
+    table = Table(title="turbexp run")
+    for column in ("experiment", "holdout metric", "value", "best test", "trials", "MLflow run"):
+        table.add_column(column)
+    for s in summaries:
+        table.add_row(s.experiment, s.metric, f"{s.holdout:.4g}", f"{s.best_test:.4g}",
+                      str(s.trials), s.run_id)
+    out.print(table)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True)
+def validate(files: tuple[str, ...]) -> None:
+    """Check experiment FILES (and their campaigns) without running anything."""
+    from turbexp.experiment import plan_experiments
+
+    for plan in plan_experiments(list(files)):
+        out.print(f"[green]✓[/] {plan.path}: {plan.spec.name} "
+                      f"({len(plan.campaign.simulations)} simulations)")
+
+
+@cli.group()
+def sims() -> None:
+    """Simulation campaigns."""
+
+
+@sims.command("run")
+@click.argument("files", nargs=-1, required=True)
+@_jobs_option
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def sims_run(files: tuple[str, ...], jobs: int | None, no_progress: bool) -> None:
+    """Make the simulations of each campaign FILE that are missing from the cache."""
+    from turbexp.campaign import default_jobs, plan_campaigns, run_campaign
+    from turbexp.paths import cache_dir
+    from turbexp.store import SimulationStore
+
+    plans = plan_campaigns(list(files))
+    store = SimulationStore(cache_dir())
+    failed = 0
+    for plan in plans:
+        outcome = run_campaign(plan, store, jobs=jobs or default_jobs(),
+                               show_progress=not no_progress)
+        out.print(f"{plan.spec.name}: {len(plan.simulations)} simulations, "
+                      f"{outcome.done} made, {outcome.reused} already in {store.root}, "
+                      f"{len(outcome.failed)} failed")
+        for key, error in outcome.failed.items():
+            console.print(f"  [red]failed[/] {key[:12]}: {escape(error)}")
+        failed += len(outcome.failed)
+    if failed:
+        sys.exit(1)
+
+
+@cli.command("list")
+@click.argument("files", nargs=-1)
+def list_(files: tuple[str, ...]) -> None:
+    """The catalogue: each experiment with its last run and headline metric."""
+    from turbexp.spec import ExperimentSpec, validate
+    from turbexp.tracking import last_runs
+    from turbexp.yamlfile import load_yaml
+
+    paths = list(files) or sorted(glob.glob("experiments/*.yaml"))
+    if not paths:
+        raise UserError("no experiment files given and none found in experiments/")
+    specs = {p: validate(ExperimentSpec, load_yaml(p)) for p in paths}
+    runs = last_runs([s.name for s in specs.values()])
+    table = Table(title="turbexp catalogue")
+    for column in ("experiment", "file", "last run", "status", "headline metric", "value"):
+        table.add_column(column)
+    for path, spec in specs.items():
+        run = runs.get(spec.name)
+        if run is None:
+            table.add_row(spec.name, path, "never", "", f"holdout_{spec.metric}", "")
+            continue
+        started = datetime.fromtimestamp(run.info.start_time / 1000).strftime("%Y-%m-%d %H:%M")
+        metric = run.data.tags.get("turbexp.headline_metric", f"holdout_{spec.metric}")
+        value = run.data.metrics.get(metric)
+        table.add_row(spec.name, path, started, run.info.status, metric,
+                      "" if value is None else f"{value:.4g}")
+    out.print(table)
+
+
+@cli.command()
+def plugins() -> None:
+    """Installed plugins with their kind, package and version; broken ones with their error."""
+    from turbexp.plugins import load_registry
+
+    found = load_registry()
+    table = Table(title="turbexp plugins")
+    for column in ("kind", "name", "package", "version", "entry point"):
+        table.add_column(column)
+    for info in found.all():
+        table.add_row(info.kind, info.name, info.package, info.version, info.entry_point)
+    out.print(table, soft_wrap=True)
+    for failure in found.failures:
+        console.print(f"[red]failed to load[/] {failure.entry_point} ({failure.package} "
+                      f"{failure.version}): {escape(failure.error)}", soft_wrap=True)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but 127.0.0.1 exposes the UI to the network.")
+@click.option("--port", default=5000, show_default=True, type=int)
+def ui(host: str, port: int) -> None:
+    """Serve the MLflow UI for the tracking store in use."""
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    console.print(f"MLflow UI for {uri} on http://{host}:{port}")
+    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
+                               uri, "--host", host, "--port", str(port)])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one message and exit status 2, never a traceback."""
+    try:
+        cli.main(args=argv, prog_name="turbexp", standalone_mode=False)
+    except UserError as exc:
+        for line in str(exc).splitlines():
+            console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True, highlight=False)
+        sys.exit(EXIT_USER_ERROR)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
+

@@ -1,0 +1,145 @@
+"""Experiments: validating an experiment YAML, with its campaign and plugins, before any work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from turbexp.campaign import CampaignPlan, plan_campaign
+from turbexp.errors import UserError, UserErrors
+from turbexp.metrics import direction
+from turbexp.params import ParamPlan, plan_params
+from turbexp.plugin_types import PluginParams
+from turbexp.plugins import PluginInfo, registry
+from turbexp.spec import ExperimentSpec, validate
+from turbexp.store import content_hash
+from turbexp.yamlfile import YamlDocument, load_yaml
+
+
+@dataclass(frozen=True)
+class ReportPlan:
+    plugin: PluginInfo
+    params: PluginParams
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """A validated experiment, ready to run."""
+
+    path: Path
+    doc: YamlDocument
+    spec: ExperimentSpec
+    campaign: CampaignPlan
+    features: ParamPlan
+    estimator: ParamPlan
+    reports: list[ReportPlan]
+
+    @property
+    def metric(self) -> str:
+        return self.spec.metric
+
+    @property
+    def direction(self) -> str:
+        return direction(self.spec.task.kind, self.metric)
+
+    @property
+    def spec_hash(self) -> str:
+        """Changes when the experiment or the data it uses changes."""
+        return content_hash({"spec": self.spec.model_dump(mode="json"),
+                             "campaign": self.campaign.content_hash})
+
+    @property
+    def study_name(self) -> str:
+        """The Optuna study: the same for specs that differ only in the number of trials,
+        so asking for more trials continues the study."""
+        spec = self.spec.model_dump(mode="json")
+        spec["tune"].pop("trials")
+        return f"{self.spec.name}-{content_hash([spec, self.campaign.content_hash])[:12]}"
+
+    def class_of(self, index: float) -> int | None:
+        """Class label (position in ``task.classes``) of a simulation's index, if any."""
+        classes = self.spec.task.classes or {}
+        for label, value in enumerate(classes.values()):
+            if abs(index - value) <= self.spec.task.tolerance:
+                return label
+        return None
+
+
+def plan_experiment(path: str | Path) -> ExperimentPlan:
+    """Read and validate an experiment file, its campaign and its plugin parameters."""
+    doc = load_yaml(path)
+    spec: ExperimentSpec = validate(ExperimentSpec, doc)
+    campaign_path = (doc.path.parent / spec.data.campaign).resolve()
+    if not campaign_path.is_file():
+        raise doc.error(f"campaign file {campaign_path} not found (paths are relative to the "
+                        "experiment file)", ("data", "campaign"))
+    campaign = plan_campaign(campaign_path)
+    tune_defaults = spec.tune.defaults and spec.tune.trials > 0
+    features = _plan(doc, "features", spec.features.plugin, spec.features.params, tune_defaults)
+    estimator = _plan(doc, "estimator", spec.estimator.plugin, spec.estimator.params,
+                      tune_defaults)
+    task = spec.task.kind
+    if task not in estimator.plugin.cls.tasks:
+        raise doc.error(f"estimator {estimator.plugin.name!r} does not do {task} tasks",
+                        ("estimator", "plugin"))
+    if spec.tune.trials == 0 and (features.space or estimator.space):
+        raise doc.error("search spaces need tune.trials > 0", ("tune", "trials"))
+    reports = []
+    for i, ref in enumerate(spec.evaluate.reports):
+        loc = ("evaluate", "reports", i)
+        plugin = _plugin(doc, "report", ref.plugin, (*loc, "plugin"))
+        if task not in plugin.cls.tasks:
+            raise doc.error(f"report {ref.plugin!r} does not apply to {task} tasks", loc)
+        plan = plan_params(plugin, ref.params, doc=doc, loc=loc, tune_defaults=False)
+        if plan.space:
+            raise doc.error("report parameters take values, not search spaces", loc)
+        reports.append(ReportPlan(plugin, plan.sample(None)))
+    plan = ExperimentPlan(doc.path, doc, spec, campaign, features, estimator, reports)
+    _check_task_against_campaign(plan)
+    return plan
+
+
+def _plugin(doc: YamlDocument, kind: str, name: str, loc: tuple) -> PluginInfo:
+    try:
+        return registry().get(kind, name)
+    except UserError as exc:
+        raise doc.error(exc.message, loc) from None
+
+
+def _plan(doc: YamlDocument, section: str, name: str, params: dict,
+          tune_defaults: bool) -> ParamPlan:
+    kind = "features" if section == "features" else "estimator"
+    plugin = _plugin(doc, kind, name, (section, "plugin"))
+    return plan_params(plugin, params, doc=doc, loc=(section,), tune_defaults=tune_defaults)
+
+
+def _check_task_against_campaign(plan: ExperimentPlan) -> None:
+    if plan.spec.task.kind != "classify":
+        return
+    indices = {s.request.index for s in plan.campaign.simulations}
+    for name, value in (plan.spec.task.classes or {}).items():
+        if not any(abs(i - value) <= plan.spec.task.tolerance for i in indices):
+            raise plan.doc.error(
+                f"no simulation of campaign {plan.campaign.spec.name!r} has index {value:g} "
+                f"(±{plan.spec.task.tolerance:g})",
+                ("task", "classes", name),
+            )
+
+
+def plan_experiments(paths: list[str | Path]) -> list[ExperimentPlan]:
+    """Validate every file, collecting all errors before reporting them."""
+    plans, errors = [], []
+    for path in paths:
+        try:
+            plans.append(plan_experiment(path))
+        except UserErrors as exc:
+            errors += exc.errors
+        except UserError as exc:
+            errors.append(exc)
+    if errors:
+        raise UserErrors(errors)
+    names = [p.spec.name for p in plans]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UserError(f"experiment names must be unique; repeated: {', '.join(duplicates)}")
+    return plans

@@ -1,0 +1,303 @@
+"""Running an experiment: data, an Optuna study of nested MLflow trials, holdout and reports.
+
+Trials are fitted on the train split and scored on the test split; the best
+configuration is refitted on train + test and scored once on the holdout
+split, which tuning never sees.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+import mlflow
+import numpy as np
+import optuna
+from mlflow.models import infer_signature
+from sklearn.pipeline import Pipeline
+
+from turbexp import metrics, tracking
+from turbexp.campaign import run_campaign
+from turbexp.errors import UserError
+from turbexp.experiment import ExperimentPlan
+from turbexp.images import ImageSet, images_from_maps, split_simulations
+from turbexp.paths import optuna_storage
+from turbexp.plugin_types import PluginParams, ReportContext
+from turbexp.progress import console, progress_bar
+from turbexp.store import SimulationStore
+
+matplotlib.use("Agg")
+
+# errors that fail one trial (a parameter set that does not fit the data) but not the study
+TRIAL_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)
+
+
+@dataclass
+class RunSummary:
+    experiment: str
+    run_id: str
+    metric: str
+    holdout: float
+    best_test: float
+    trials: int
+
+
+def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
+    """Images, targets and the by-simulation split for an experiment."""
+    spec = plan.spec
+    chosen, targets, strata = [], [], []
+    missing = 0
+    for position, sim in enumerate(plan.campaign.simulations):
+        if not store.has(sim.key):
+            missing += 1
+            continue
+        if spec.task.kind == "classify":
+            label = plan.class_of(sim.request.index)
+            if label is None:
+                continue
+            targets.append(label)
+            strata.append(label)
+        else:
+            targets.append(sim.request.index)
+            strata.append(sim.group)
+        chosen.append((position, sim))
+    if missing:
+        console.print(f"[yellow]warning:[/] {missing} simulation(s) of campaign "
+                      f"{plan.campaign.spec.name!r} failed and are left out; "
+                      "`turbexp sims run` retries them")
+    try:
+        split_of_sim = split_simulations(strata, spec.data.split)
+    except ValueError as exc:
+        raise plan.doc.error(str(exc), ("data", "split")) from None
+    images, sims, index, target, split = [], [], [], [], []
+    for (position, sim), y, part in zip(chosen, targets, split_of_sim, strict=True):
+        maps = store.get(sim.key).column_density
+        block = images_from_maps(np.log10(maps), spec.data.images)
+        images.append(block)
+        n = len(block)
+        sims.append(np.full(n, position))
+        index.append(np.full(n, sim.request.index))
+        target.append(np.full(n, y))
+        split.append(np.full(n, part, dtype=np.int8))
+    return ImageSet(np.concatenate(images), np.concatenate(sims), np.concatenate(index),
+                    np.concatenate(target), np.concatenate(split))
+
+
+def class_scores(model: Any, features: np.ndarray) -> np.ndarray:
+    """Score of class 1: its probability, else the decision value, else the predicted label."""
+    if hasattr(model, "predict_proba"):
+        return model.predict_proba(features)[:, 1]
+    if hasattr(model, "decision_function"):
+        return model.decision_function(features)
+    return np.asarray(model.predict(features), dtype=np.float64)
+
+
+class FeatureCache:
+    """Features per feature-parameter set, fitted on one split and applied to another."""
+
+    def __init__(self, plan: ExperimentPlan, data: ImageSet, size: int = 4) -> None:
+        self.plan, self.data, self.size = plan, data, size
+        self._entries: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def get(self, params: PluginParams, fit_on: tuple[str, ...],
+            apply_to: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        key = json.dumps([params.model_dump(mode="json"), fit_on, apply_to], sort_keys=True)
+        if key not in self._entries:
+            transformer = self.plan.features.plugin.create().build(params)
+            fit_images = self.data.images[self.data.part(*fit_on)]
+            fitted = transformer.fit(fit_images, self.data.target[self.data.part(*fit_on)])
+            self._entries[key] = (fitted.transform(fit_images),
+                                  fitted.transform(self.data.images[self.data.part(*apply_to)]))
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return self._entries[key]
+
+
+def _logged_params(section: str, params: PluginParams) -> dict[str, Any]:
+    return {f"{section}.{k}": v for k, v in params.model_dump(mode="json").items()}
+
+
+def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int = 1,
+                   show_progress: bool = True) -> RunSummary:
+    """Run one validated experiment end to end; returns its headline numbers."""
+    spec = plan.spec
+    run_campaign(plan.campaign, store, jobs=jobs, show_progress=show_progress)
+    data = build_image_set(plan, store)
+    cache = FeatureCache(plan, data)
+    task, metric = spec.task.kind, plan.metric
+    y = data.target
+    train, test = data.part("train"), data.part("test")
+    study_name = plan.study_name
+
+    experiment_id = tracking.use_experiment()
+    tracking.close_stale_runs(experiment_id, study_name)
+    plugins = [plan.features.plugin, plan.estimator.plugin, plan.campaign.simulator,
+               *(r.plugin for r in plan.reports)]
+    tags = {
+        tracking.ROLE: "experiment",
+        f"{tracking.TAG}.experiment": spec.name,
+        f"{tracking.TAG}.experiment_file": str(plan.path),
+        f"{tracking.TAG}.study": study_name,
+        f"{tracking.TAG}.campaign": plan.campaign.spec.name,
+        f"{tracking.TAG}.campaign_hash": plan.campaign.content_hash,
+        f"{tracking.TAG}.spec_hash": plan.spec_hash,
+        f"{tracking.TAG}.git_commit": tracking.git_commit(plan.path.parent),
+        f"{tracking.TAG}.plugins": tracking.plugin_versions(plugins),
+        f"{tracking.TAG}.headline_metric": f"holdout_{metric}",
+        **tracking.process_tags(),
+    }
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with mlflow.start_run(run_name=spec.name, tags=tags) as parent:
+        mlflow.log_text(plan.doc.path.read_text(), "spec/experiment.yaml")
+        mlflow.log_text(plan.campaign.path.read_text(), "spec/campaign.yaml")
+        mlflow.log_params({
+            "task": task,
+            "metric": metric,
+            "campaign": plan.campaign.spec.name,
+            "campaign.preset": plan.campaign.spec.preset,
+            "campaign.grid": plan.campaign.spec.grid,
+            "campaign.time_myr": plan.campaign.spec.physics.time_myr,
+            "images.size": spec.data.images.size,
+            "images.per_simulation": len(data.images) // max(1, len(np.unique(data.simulation))),
+            "split.seed": spec.data.split.seed,
+            "n_simulations": len(np.unique(data.simulation)),
+            **{f"n_images.{name}": int(data.part(name).sum())
+               for name in ("train", "test", "holdout")},
+            "features": plan.features.plugin.name,
+            "estimator": plan.estimator.plugin.name,
+        })
+
+        def objective(trial: optuna.Trial) -> float:
+            fparams = plan.features.sample(trial)
+            eparams = plan.estimator.sample(trial)
+            with mlflow.start_run(run_name=f"{spec.name} trial {trial.number}", nested=True,
+                                  tags={tracking.ROLE: "trial",
+                                        f"{tracking.TAG}.study": study_name,
+                                        f"{tracking.TAG}.experiment": spec.name,
+                                        f"{tracking.TAG}.trial": str(trial.number)}):
+                mlflow.log_params({**_logged_params("features", fparams),
+                                   **_logged_params("estimator", eparams)})
+                try:
+                    x_train, x_test = cache.get(fparams, ("train",), ("test",))
+                    model = plan.estimator.plugin.create().build(eparams, task)
+                    model.fit(x_train, y[train])
+                    scores = _score(task, model, x_test, y[test])
+                except TRIAL_ERRORS as exc:
+                    trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+                    raise
+                mlflow.log_metrics({f"test_{k}": v for k, v in scores.items()})
+                return scores[metric]
+
+        storage = optuna_storage(spec.tune.storage)
+        study = optuna.create_study(
+            study_name=study_name, storage=storage, load_if_exists=True,
+            direction=plan.direction, sampler=optuna.samplers.TPESampler(seed=spec.tune.seed),
+        )
+        wanted = spec.tune.trials if (plan.features.space or plan.estimator.space) else 1
+        finished = [t for t in study.trials if t.state.is_finished()]
+        remaining = max(0, wanted - len(finished))
+        with progress_bar(f"{spec.name}: trials", total=wanted, completed=len(finished),
+                          enabled=show_progress) as bar:
+            study.optimize(
+                objective, n_trials=remaining,
+                catch=TRIAL_ERRORS,
+                callbacks=[lambda s, t: bar.advance(
+                    failed=sum(x.state == optuna.trial.TrialState.FAIL for x in s.trials))],
+            )
+        completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if not completed:
+            errors = sorted({t.user_attrs.get("error", "unknown error") for t in study.trials})
+            raise UserError(f"every trial of {spec.name!r} failed: {'; '.join(errors)}",
+                            file=str(plan.path))
+        best = study.best_trial
+        fparams = plan.features.sample(best)
+        eparams = plan.estimator.sample(best)
+        mlflow.log_params({**_logged_params("features", fparams),
+                           **_logged_params("estimator", eparams)})
+        mlflow.log_metrics({f"best_test_{metric}": best.value,
+                            "trials_completed": len(completed)})
+
+        holdout = data.part("holdout")
+        fit = data.part("train", "test")
+        transformer = plan.features.plugin.create().build(fparams)
+        estimator = plan.estimator.plugin.create().build(eparams, task)
+        pipeline = Pipeline([("features", transformer), ("estimator", estimator)])
+        pipeline.fit(data.images[fit], y[fit])
+        x_hold = pipeline.named_steps["features"].transform(data.images[holdout])
+        fitted = pipeline.named_steps["estimator"]
+        holdout_scores = _score(task, fitted, x_hold, y[holdout])
+        mlflow.log_metrics({f"holdout_{k}": v for k, v in holdout_scores.items()})
+
+        context = ReportContext(
+            task=task,
+            class_names=list(spec.task.classes or {}),
+            y_true=y[holdout],
+            y_pred=fitted.predict(x_hold),
+            score=class_scores(fitted, x_hold) if task == "classify" else fitted.predict(x_hold),
+            features=np.asarray(x_hold),
+            index=data.index[holdout],
+            seed=spec.tune.seed,
+        )
+        _log_reports(plan, context)
+        _log_model(plan, pipeline, data.images[holdout][:4])
+        console.print(f"[green]✓[/] {spec.name}: holdout {metric} = "
+                      f"{holdout_scores[metric]:.4g} (best test {best.value:.4g}, "
+                      f"{len(completed)} trials) run {parent.info.run_id}")
+        return RunSummary(spec.name, parent.info.run_id, metric, holdout_scores[metric],
+                          float(best.value), len(completed))
+
+
+def _score(task: str, model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    y_pred = model.predict(x)
+    y_score = class_scores(model, x) if task == "classify" else y_pred
+    return metrics.score(task, y, y_pred, y_score)
+
+
+def _log_reports(plan: ExperimentPlan, context: ReportContext) -> None:
+    import matplotlib.pyplot as plt
+
+    for report in plan.reports:
+        output = report.plugin.create().render(context, report.params)
+        for name, figure in output.figures.items():
+            mlflow.log_figure(figure, f"reports/{name}")
+            plt.close(figure)
+        if output.metrics:
+            mlflow.log_metrics(output.metrics)
+
+
+def _plugin_types(model: Any) -> list[str]:
+    """Qualified names of the non-scikit-learn classes in a model, for skops to trust."""
+    found: set[str] = set()
+    objects = [model, *model.get_params(deep=True).values()] if hasattr(model, "get_params") \
+        else [model]
+    for obj in objects:
+        cls = type(obj)
+        if hasattr(obj, "get_params") and not cls.__module__.startswith("sklearn."):
+            found.add(f"{cls.__module__}.{cls.__qualname__}")
+    return sorted(found)
+
+
+def _log_model(plan: ExperimentPlan, pipeline: Pipeline, example: np.ndarray) -> None:
+    import sklearn
+
+    packages = {p.package: p.version for p in
+                (plan.features.plugin, plan.estimator.plugin) if p.package != "?"}
+    requirements = [f"scikit-learn=={sklearn.__version__}",
+                    *(f"{name}=={version}" for name, version in sorted(packages.items()))]
+    signature = infer_signature(example, pipeline.predict(example))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=signature,
+            input_example=example,
+            pip_requirements=requirements,
+            serialization_format="skops",
+            skops_trusted_types=_plugin_types(pipeline),
+        )
+    mlflow.set_tag(f"{tracking.TAG}.classes", json.dumps(list(plan.spec.task.classes or {})))

@@ -1,0 +1,136 @@
+"""The simulation cache: one file per simulation, named by the hash of its parameters.
+
+Each file is an ``.npz`` holding the column density maps, the parameters and
+metadata as JSON, and a SHA-256 checksum of the maps. Files are written to a
+temporary name and renamed, so a reader never sees a half-written file; a file
+whose checksum does not match is reported, removed and redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def content_hash(payload: Any) -> str:
+    """SHA-256 of the canonical JSON form of ``payload``."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_jsonable)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot hash {type(value).__name__}")
+
+
+def array_checksum(array: np.ndarray) -> str:
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256()
+    digest.update(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class StoredSimulation:
+    key: str
+    column_density: np.ndarray
+    params: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+class CorruptEntry(Exception):
+    """A cache file that cannot be read or whose checksum does not match."""
+
+
+class SimulationStore:
+    """A folder of simulations keyed by content hash."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npz"
+
+    def failure_path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.failed.json"
+
+    def has(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    def put(self, key: str, column_density: np.ndarray, params: dict[str, Any],
+            metadata: dict[str, Any]) -> None:
+        """Write a simulation atomically and clear any earlier failure record."""
+        data = np.ascontiguousarray(column_density)
+        header = {"key": key, "params": params, "metadata": metadata,
+                  "sha256": array_checksum(data)}
+        target = self.path(key)
+
+        def write(handle: Any) -> None:
+            np.savez(handle, column_density=data, header=np.array(json.dumps(header)))
+
+        atomic_write(target, write)
+        self.failure_path(key).unlink(missing_ok=True)
+
+    def get(self, key: str) -> StoredSimulation:
+        """Read and verify a simulation; raise :class:`CorruptEntry` if it is damaged."""
+        path = self.path(key)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                data = npz["column_density"]
+                header = json.loads(str(npz["header"]))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+            raise CorruptEntry(f"{path}: unreadable ({exc})") from None
+        if header.get("key") != key or header.get("sha256") != array_checksum(data):
+            raise CorruptEntry(f"{path}: checksum mismatch")
+        return StoredSimulation(key, data, header["params"], header["metadata"])
+
+    def verify(self, key: str) -> bool:
+        """True if the entry exists and is intact; a damaged entry is removed."""
+        if not self.has(key):
+            return False
+        try:
+            self.get(key)
+        except CorruptEntry:
+            self.path(key).unlink(missing_ok=True)
+            return False
+        return True
+
+    def record_failure(self, key: str, params: dict[str, Any], error: str) -> None:
+        payload = json.dumps({"key": key, "params": params, "error": error}, indent=2)
+        atomic_write(self.failure_path(key), lambda h: h.write(payload.encode()))
+
+    def failure(self, key: str) -> str | None:
+        path = self.failure_path(key)
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())["error"]
+        except (OSError, ValueError, KeyError):
+            return "unknown error"
+
+
+def atomic_write(target: Path, write: Any) -> None:
+    """Call ``write(handle)`` on a temporary file beside ``target``, then rename it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

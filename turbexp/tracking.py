@@ -1,0 +1,97 @@
+"""MLflow conventions: where runs go, how they are tagged, and finding them again."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+
+import turbexp
+
+DEFAULT_EXPERIMENT = "turbexp"
+TAG = "turbexp"
+ROLE = f"{TAG}.role"  # "experiment" on parent runs, "trial" on nested ones
+
+
+def mlflow_experiment_name() -> str:
+    """MLflow experiment holding every turbexp run (``MLFLOW_EXPERIMENT_NAME`` overrides)."""
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
+
+
+def use_experiment() -> str:
+    """Select the MLflow experiment; returns its id."""
+    return mlflow.set_experiment(mlflow_experiment_name()).experiment_id
+
+
+def git_commit(folder: Path) -> str:
+    """The commit of the repository holding ``folder`` (``+dirty`` if modified), or ``unknown``."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=folder,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if status else "")
+
+
+def process_tags() -> dict[str, str]:
+    return {f"{TAG}.host": socket.gethostname(), f"{TAG}.pid": str(os.getpid()),
+            f"{TAG}.version": turbexp.__version__}
+
+
+def plugin_versions(plugins: list[Any]) -> str:
+    return json.dumps({p.name: f"{p.package}=={p.version}" for p in plugins}, sort_keys=True)
+
+
+def close_stale_runs(experiment_id: str, study: str) -> int:
+    """Mark as FAILED the runs of ``study`` left RUNNING by a process that no longer exists."""
+    client = MlflowClient()
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{TAG}.study` = '{study}' and attributes.status = 'RUNNING'",
+    )
+    closed = 0
+    for run in runs:
+        if _process_gone(run.data.tags):
+            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+            closed += 1
+    return closed
+
+
+def _process_gone(tags: dict[str, str]) -> bool:
+    if tags.get(f"{TAG}.host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(tags.get(f"{TAG}.pid", "0")), 0)
+    except (ProcessLookupError, ValueError):
+        return True
+    except PermissionError:
+        return False
+    return int(tags.get(f"{TAG}.pid", "0")) == 0
+
+
+def last_runs(names: list[str]) -> dict[str, Any]:
+    """The most recent parent run of each named experiment."""
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(mlflow_experiment_name())
+    if experiment is None:
+        return {}
+    found: dict[str, Any] = {}
+    for name in names:
+        runs = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.`{ROLE}` = 'experiment' and tags.`{TAG}.experiment` = '{name}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if runs:
+            found[name] = runs[0]
+    return found
