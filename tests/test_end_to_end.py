@@ -109,3 +109,41 @@ def test_classic_pipeline_does_not_import_tensorflow(tiny: Path) -> None:
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
+
+
+def test_list_shows_the_last_run_and_its_headline_metric(tiny: Path) -> None:
+    root = tiny.parent.parent
+    before = turbexp_cli("list", str(tiny), cwd=root)
+    assert before.returncode == 0, before.stderr
+    assert "never" in before.stdout
+    assert turbexp_cli("run", str(tiny), "--no-progress", cwd=root).returncode == 0
+    [parent] = _runs("experiment")
+    after = turbexp_cli("list", str(tiny), cwd=root)
+    row = next(line for line in after.stdout.splitlines() if "tiny-hog-svm" in line)
+    assert "FINISHED" in row and "holdout_roc_auc" in row
+    assert f"{parent.data.metrics['holdout_roc_auc']:.4g}" in row
+
+
+def test_ui_serves_mlflow_on_loopback(workdir: Path) -> None:
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "turbexp.cli", "ui", "--port", str(port)],
+                               cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        status = None
+        while time.monotonic() < deadline and status is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    status = r.status
+            except OSError:
+                time.sleep(0.5)
+        assert status == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
