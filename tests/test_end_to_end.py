@@ -38,7 +38,7 @@ def test_quickstart_like_run_leaves_a_complete_mlflow_record(tiny: Path) -> None
     assert metrics["best_test_roc_auc"] == max(t.data.metrics["test_roc_auc"] for t in trials)
     tags = parent.data.tags
     assert len(tags["turbexp.campaign_hash"]) == 64
-    assert "turbexp.git_commit" in tags and '"hog": "turbexp==' in tags["turbexp.plugins"]
+    assert "turbexp.git_commit" in tags and '"features/hog": "turbexp==' in tags["turbexp.plugins"]
 
     artifacts = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id, "reports")}
     assert artifacts == {"reports/roc.png", "reports/confusion_matrix.png", "reports/tsne.png"}
@@ -147,3 +147,51 @@ def test_ui_serves_mlflow_on_loopback(workdir: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_killed_tuning_resumes_without_counting_a_trial_twice(tiny: Path) -> None:
+    import os
+    import signal
+    import time
+
+    import optuna
+
+    from turbexp.paths import optuna_storage
+
+    root = tiny.parent.parent
+    experiment = write(tiny, TINY_EXPERIMENT.replace("trials: 3", "trials: 30"))
+    # make the data first, so the kill lands during tuning
+    assert turbexp_cli("sims", "run", str(root / "sims" / "tiny.yaml"), "--no-progress",
+                       cwd=root).returncode == 0
+    process = subprocess.Popen([sys.executable, "-m", "turbexp.cli", "run", str(experiment),
+                                "--no-progress"], cwd=root, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    storage = optuna_storage(None)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        summaries = optuna.get_all_study_summaries(storage)
+        if summaries and summaries[0].n_trials >= 4:
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_trials = len(_runs("trial"))
+    assert 3 <= killed_trials < 30
+
+    result = turbexp_cli("run", str(experiment), "--no-progress", cwd=root)
+    assert result.returncode == 0, result.stderr
+    parents = _runs("experiment")
+    assert [p.info.status for p in parents] == ["FAILED", "FINISHED"]
+    assert all(t.info.status != "RUNNING" for t in _runs("trial"))
+
+    [summary] = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    states = [t.state for t in study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states
+    # the trial the kill interrupted (if any) is marked FAIL and made up for
+    interrupted = [t for t in study.trials if t.user_attrs.get("interrupted")]
+    assert len(interrupted) <= 1
+    assert all(t.state == optuna.trial.TrialState.FAIL for t in interrupted)
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 30
+    numbers = [int(t.data.tags["turbexp.trial"]) for t in _runs("trial")]
+    assert len(numbers) == len(set(numbers))  # no trial logged twice

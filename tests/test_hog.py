@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from turbexp.errors import UserError
 from turbexp.parallel import JOBS_ENV, default_jobs, map_images
 from turbexp.plugins import load_registry
 from turbexp_plugins.hog import Hog, HogTransformer
@@ -115,7 +116,7 @@ def test_jobs_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(JOBS_ENV, "3")
     assert default_jobs() == 3
     monkeypatch.setenv(JOBS_ENV, "many")
-    with pytest.raises(ValueError, match=JOBS_ENV):
+    with pytest.raises(UserError, match=JOBS_ENV):
         default_jobs()
     monkeypatch.delenv(JOBS_ENV)
     assert default_jobs() >= 1

@@ -55,3 +55,19 @@ def test_failure_record_is_cleared_by_success(tmp_path: Path) -> None:
 def test_content_hash_is_canonical() -> None:
     assert content_hash({"a": 1, "b": [1, 2]}) == content_hash({"b": [1, 2], "a": 1})
     assert content_hash({"a": 1}) != content_hash({"a": 2})
+
+
+def test_stale_temporary_files_are_swept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    store = SimulationStore(tmp_path)
+    folder = tmp_path / "ab"
+    folder.mkdir()
+    old, fresh = folder / ".abc.npz.x1.tmp", folder / ".abd.npz.x2.tmp"
+    old.write_bytes(b"partial")
+    fresh.write_bytes(b"partial")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    assert store.sweep_temporaries() == 1
+    assert not old.exists() and fresh.exists()  # a live writer's file is left alone

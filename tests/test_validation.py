@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_CAMPAIGN, TINY_EXPERIMENT, turbexp_cli, write
 
-from turbexp.errors import UserError
+from turbexp.errors import UserError, UserErrors
 from turbexp.experiment import plan_experiment, plan_experiments
 
 
@@ -32,7 +32,7 @@ def _bad(workdir: Path, old: str, new: str) -> Path:
         ("burgers: 4.0", "burgers: 7.0", "task.classes.burgers", "less than or equal to 6"),
         ("burgers: 4.0", "burgers: 4.2", "task.classes.burgers", "no simulation"),
         ("../sims/tiny.yaml", "../sims/missing.yaml", "data.campaign", "not found"),
-        ("metric: roc_auc", "metric: mse", "", "not a classify metric"),
+        ("metric: roc_auc", "metric: mse", "tune.metric", "not a classify metric"),
         ("high: 10", "high: 0.01", "estimator.C", "must be below high"),
         ("[roc, confusion_matrix, tsne]", "[roc, predicted_vs_true]", "evaluate.reports.1",
          "does not apply to classify"),
@@ -125,3 +125,60 @@ def test_validate_accepts_the_shipped_catalogue() -> None:
     plans = plan_experiments(files)
     assert {p.spec.name for p in plans} >= {"quickstart", "hog_svm", "hog_svr_index",
                                             "power_spectrum_baseline"}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "expected"),
+    [
+        ("index: 4.0", "index: 9", "groups.1.index", "less than or equal to 6"),
+        ("index: 4.0", "index: {low: 4, high: 3}", "groups.1.index", "must be below high"),
+        ("index: 4.0", "index: {low: 3, hgh: 4}", "groups.1.index.hgh", "unknown key"),
+    ],
+)
+def test_union_fields_give_one_plain_message(tiny: Path, old: str, new: str, field: str,
+                                             expected: str) -> None:
+    campaign = tiny.parent.parent / "sims" / "tiny.yaml"
+    write(campaign, TINY_CAMPAIGN.replace(old, new))
+    with pytest.raises(UserErrors) as info:
+        plan_experiment(tiny)
+    errors = info.value.errors
+    assert any(e.field == field and expected in e.message for e in errors)
+    assert all(e.field.startswith("groups.1.index") for e in errors)
+    assert len(errors) == len({e.field for e in errors})  # one message per field
+
+
+def test_two_mistakes_in_one_file_are_both_reported(tiny: Path) -> None:
+    bad = _bad(tiny.parent.parent, "size: 8", "size: x")
+    write(bad, bad.read_text().replace("trials: 3", "trials: -1"))
+    with pytest.raises(UserErrors) as info:
+        plan_experiment(bad)
+    assert {e.field for e in info.value.errors} == {"data.images.size", "tune.trials"}
+
+
+def test_too_few_simulations_per_class_is_found_before_simulating(tiny: Path) -> None:
+    campaign = tiny.parent.parent / "sims" / "tiny.yaml"
+    write(campaign, TINY_CAMPAIGN.replace("count: 3", "count: 2"))
+    with pytest.raises(UserError, match=r"data\.split: stratum 0 has 2 simulation"):
+        plan_experiment(tiny)
+
+
+def test_log_range_with_step_is_refused(tiny: Path) -> None:
+    bad = _bad(tiny.parent.parent, "log: true", "log: true, step: 0.5")
+    with pytest.raises(UserError, match=r"estimator\.C: a range takes log or step, not both"):
+        plan_experiment(bad)
+
+
+def test_plugin_with_a_bad_default_search_space_fails_to_load() -> None:
+    from turbexp.plugin_types import FeatureExtractor, PluginParams, Range
+    from turbexp.plugins import check_search_space
+
+    class Broken(FeatureExtractor):
+        name = "broken"
+
+        class Params(PluginParams):
+            bins: int = 4
+
+        search_space = {"binz": Range(2, 8)}
+
+    with pytest.raises(TypeError, match="'binz', not a parameter"):
+        check_search_space(Broken)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -104,6 +103,7 @@ def run_campaign(plan: CampaignPlan, store: SimulationStore, *, jobs: int = 1,
                  show_progress: bool = True) -> CampaignOutcome:
     """Make every simulation of ``plan`` missing from ``store``; failures are recorded."""
     outcome = CampaignOutcome()
+    store.sweep_temporaries()
     missing = [s for s in plan.simulations if not store.verify(s.key)]
     outcome.reused = len(plan.simulations) - len(missing)
     if not missing:
@@ -145,17 +145,12 @@ def _simulate_one(simulator_name: str, params: dict, sim: PlannedSimulation,
         if maps.shape != expected or not np.all(np.isfinite(maps)) or np.any(maps <= 0):
             raise ValueError(f"simulator returned maps of shape {maps.shape}, expected finite "
                              f"positive maps of shape {expected}")
-        metadata = {**result.metadata, "label": sim.label, "group": sim.group}
-        store.put(sim.key, maps, identity, metadata)
+        store.put(sim.key, maps, identity, dict(result.metadata))
         return sim.key, None
     except Exception as exc:  # one failed simulation must not stop the campaign
         error = "".join(traceback.format_exception_only(exc)).strip()
         store.record_failure(sim.key, identity, error)
         return sim.key, error
-
-
-def default_jobs() -> int:
-    return int(os.environ.get("TURBEXP_JOBS", os.cpu_count() or 1))
 
 
 def plan_campaigns(paths: list[str | Path]) -> list[CampaignPlan]:

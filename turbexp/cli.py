@@ -39,8 +39,8 @@ def cli() -> None:
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def run(files: tuple[str, ...], jobs: int | None, no_progress: bool) -> None:
     """Validate every experiment FILE, then run them one after another."""
-    from turbexp.campaign import default_jobs
     from turbexp.experiment import plan_experiments
+    from turbexp.parallel import default_jobs
     from turbexp.paths import cache_dir
     from turbexp.runner import run_experiment
     from turbexp.store import SimulationStore
@@ -80,7 +80,8 @@ def sims() -> None:
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def sims_run(files: tuple[str, ...], jobs: int | None, no_progress: bool) -> None:
     """Make the simulations of each campaign FILE that are missing from the cache."""
-    from turbexp.campaign import default_jobs, plan_campaigns, run_campaign
+    from turbexp.campaign import plan_campaigns, run_campaign
+    from turbexp.parallel import default_jobs
     from turbexp.paths import cache_dir
     from turbexp.store import SimulationStore
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from turbexp.campaign import CampaignPlan, plan_campaign
+from turbexp.campaign import CampaignPlan, PlannedSimulation, plan_campaign
 from turbexp.errors import UserError, UserErrors
-from turbexp.metrics import direction
+from turbexp.images import split_simulations
+from turbexp.metrics import METRICS, direction
 from turbexp.params import ParamPlan, plan_params
 from turbexp.plugin_types import PluginParams
 from turbexp.plugins import PluginInfo, registry
@@ -52,9 +53,31 @@ class ExperimentPlan:
     def study_name(self) -> str:
         """The Optuna study: the same for specs that differ only in the number of trials,
         so asking for more trials continues the study."""
-        spec = self.spec.model_dump(mode="json")
-        spec["tune"].pop("trials")
-        return f"{self.spec.name}-{content_hash([spec, self.campaign.content_hash])[:12]}"
+        spec = self.spec.model_dump(mode="json", exclude={"description": True,
+                                                          "tune": {"trials"}})
+        spaces = {plan.section: {k: repr(v) for k, v in sorted(plan.space.items())}
+                  for plan in (self.features, self.estimator)}
+        identity = [spec, spaces, self.campaign.content_hash]
+        return f"{self.spec.name}-{content_hash(identity)[:12]}"
+
+    def members(self) -> list[tuple[int, PlannedSimulation, int | float, int]]:
+        """(position, simulation, target, stratum) of each simulation the task uses.
+
+        The target is the class label (classify) or the index n (regress); the
+        split is stratified by class, or by campaign group for regression.
+        """
+        chosen = []
+        for position, sim in enumerate(self.campaign.simulations):
+            if self.spec.task.kind == "classify":
+                label = self.class_of(sim.request.index)
+                if label is not None:
+                    chosen.append((position, sim, label, label))
+            else:
+                chosen.append((position, sim, sim.request.index, sim.group))
+        return chosen
+
+    def strata(self) -> list[int]:
+        return [stratum for *_, stratum in self.members()]
 
     def class_of(self, index: float) -> int | None:
         """Class label (position in ``task.classes``) of a simulation's index, if any."""
@@ -79,6 +102,9 @@ def plan_experiment(path: str | Path) -> ExperimentPlan:
     estimator = _plan(doc, "estimator", spec.estimator.plugin, spec.estimator.params,
                       tune_defaults)
     task = spec.task.kind
+    if spec.tune.metric is not None and spec.tune.metric not in METRICS[task]:
+        raise doc.error(f"{spec.tune.metric!r} is not a {task} metric; expected one of: "
+                        f"{', '.join(METRICS[task])}", ("tune", "metric"))
     if task not in estimator.plugin.cls.tasks:
         raise doc.error(f"estimator {estimator.plugin.name!r} does not do {task} tasks",
                         ("estimator", "plugin"))
@@ -114,16 +140,19 @@ def _plan(doc: YamlDocument, section: str, name: str, params: dict,
 
 
 def _check_task_against_campaign(plan: ExperimentPlan) -> None:
-    if plan.spec.task.kind != "classify":
-        return
-    indices = {s.request.index for s in plan.campaign.simulations}
-    for name, value in (plan.spec.task.classes or {}).items():
-        if not any(abs(i - value) <= plan.spec.task.tolerance for i in indices):
-            raise plan.doc.error(
-                f"no simulation of campaign {plan.campaign.spec.name!r} has index {value:g} "
-                f"(±{plan.spec.task.tolerance:g})",
-                ("task", "classes", name),
-            )
+    if plan.spec.task.kind == "classify":
+        indices = {s.request.index for s in plan.campaign.simulations}
+        for name, value in (plan.spec.task.classes or {}).items():
+            if not any(abs(i - value) <= plan.spec.task.tolerance for i in indices):
+                raise plan.doc.error(
+                    f"no simulation of campaign {plan.campaign.spec.name!r} has index "
+                    f"{value:g} (±{plan.spec.task.tolerance:g})",
+                    ("task", "classes", name),
+                )
+    try:
+        split_simulations(plan.strata(), plan.spec.data.split)
+    except ValueError as exc:
+        raise plan.doc.error(str(exc), ("data", "split")) from None
 
 
 def plan_experiments(paths: list[str | Path]) -> list[ExperimentPlan]:

@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from joblib import Parallel, delayed
 
+from turbexp.errors import UserError
+
 JOBS_ENV = "TURBEXP_JOBS"
 """Environment variable giving the default number of worker processes."""
 
@@ -24,7 +26,7 @@ def default_jobs() -> int:
         try:
             jobs = int(value)
         except ValueError:
-            raise ValueError(f"{JOBS_ENV} must be an integer, got {value!r}") from None
+            raise UserError(f"{JOBS_ENV} must be an integer, got {value!r}") from None
         return _resolve(jobs)
     return os.cpu_count() or 1
 

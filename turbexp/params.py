@@ -110,6 +110,12 @@ def _as_space(value: Any) -> Range | Choice | None:
             raise ValueError(f"low ({low}) must be below high ({high})")
         if value.get("log") and low <= 0:
             raise ValueError("a log range needs low > 0")
+        if value.get("log") and value.get("step") is not None:
+            raise ValueError("a range takes log or step, not both")
+        if value.get("step") is not None and (
+            not isinstance(value["step"], int | float) or value["step"] <= 0
+        ):
+            raise ValueError("step must be a positive number")
         return Range(float(low), float(high), bool(value.get("log", False)), value.get("step"))
     raise ValueError(
         "a search space is {low: L, high: H[, log: true][, step: S]} or {choices: [...]}"

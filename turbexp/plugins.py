@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from functools import cache
 
 import pluggy
+from pydantic import ValidationError
 
 from turbexp import hookspecs
 from turbexp.errors import UserError
-from turbexp.plugin_types import KINDS, Plugin
+from turbexp.plugin_types import KINDS, Choice, Plugin, Range
 
 ENTRY_POINT_GROUP = "turbexp"
 
@@ -67,7 +68,8 @@ class Registry:
                 f"but failed to load: {broken[0].error}"
             )
         known = ", ".join(sorted(self.plugins[kind])) or "none"
-        raise UserError(f"unknown {kind} plugin {name!r}; installed: {known}")
+        hint = "".join(f"; package {f.package} failed to load ({f.error})" for f in self.failures)
+        raise UserError(f"unknown {kind} plugin {name!r}; installed: {known}{hint}")
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.plugins[kind])
@@ -110,7 +112,8 @@ def load_registry(entry_points: list[md.EntryPoint] | None = None) -> Registry:
             if module is not None and pm.is_registered(module):
                 pm.unregister(module)
             if _strict():
-                raise
+                raise UserError(f"plugin {ep.name!r} from {package} {version} failed to load: "
+                                f"{_short_error(exc)} (TURBEXP_STRICT_PLUGINS is set)") from exc
             registry.failures.append(PluginFailure(ep.name, package, version, _short_error(exc)))
             continue
         for info in found:
@@ -127,6 +130,7 @@ def _registrar(registry: Registry, found: list[PluginInfo], kind: str, ep_name: 
             raise TypeError(f"{cls!r} registered as a {kind} plugin is not a {base.__name__}")
         if not getattr(cls, "name", None):
             raise TypeError(f"{cls.__name__} has no name")
+        check_search_space(cls)
         existing = registry.plugins[kind].get(cls.name) or next(
             (i for i in found if (i.kind, i.name) == (kind, cls.name)), None
         )
@@ -137,6 +141,25 @@ def _registrar(registry: Registry, found: list[PluginInfo], kind: str, ep_name: 
         found.append(PluginInfo(kind, cls.name, cls, package, version, ep_name))
 
     return register
+
+
+def check_search_space(cls: type[Plugin]) -> None:
+    """A plugin's default search space must name its parameters and admit its bounds."""
+    fields = cls.Params.model_fields
+    for key, space in cls.search_space.items():
+        if key not in fields:
+            raise TypeError(f"{cls.__name__}.search_space names {key!r}, not a parameter")
+        if not isinstance(space, Range | Choice):
+            raise TypeError(f"{cls.__name__}.search_space[{key!r}] is not a Range or Choice")
+        values = space.choices if isinstance(space, Choice) else (space.low, space.high)
+        for value in values:
+            if fields[key].annotation is int and isinstance(value, float):
+                value = int(value)
+            try:
+                cls.Params(**{key: value})
+            except ValidationError as exc:
+                raise TypeError(f"{cls.__name__}.search_space[{key!r}]: {value!r} is not a valid "
+                                f"value ({exc.errors()[0]['msg']})") from None
 
 
 @cache

@@ -8,6 +8,8 @@ split, which tuning never sees.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -47,44 +49,44 @@ class RunSummary:
 
 
 def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
-    """Images, targets and the by-simulation split for an experiment."""
+    """Images, targets and the by-simulation split for an experiment.
+
+    The split is drawn over every simulation the task uses, so a simulation
+    that failed leaves a gap instead of moving the others between splits.
+    """
     spec = plan.spec
-    chosen, targets, strata = [], [], []
-    missing = 0
-    for position, sim in enumerate(plan.campaign.simulations):
-        if not store.has(sim.key):
-            missing += 1
-            continue
-        if spec.task.kind == "classify":
-            label = plan.class_of(sim.request.index)
-            if label is None:
-                continue
-            targets.append(label)
-            strata.append(label)
-        else:
-            targets.append(sim.request.index)
-            strata.append(sim.group)
-        chosen.append((position, sim))
-    if missing:
-        console.print(f"[yellow]warning:[/] {missing} simulation(s) of campaign "
-                      f"{plan.campaign.spec.name!r} failed and are left out; "
-                      "`turbexp sims run` retries them")
+    members = plan.members()
     try:
-        split_of_sim = split_simulations(strata, spec.data.split)
+        parts = split_simulations([stratum for *_, stratum in members], spec.data.split)
     except ValueError as exc:
         raise plan.doc.error(str(exc), ("data", "split")) from None
     images, sims, index, target, split = [], [], [], [], []
-    for (position, sim), y, part in zip(chosen, targets, split_of_sim, strict=True):
-        maps = store.get(sim.key).column_density
-        block = images_from_maps(np.log10(maps), spec.data.images)
+    missing = 0
+    for (position, sim, y, _), part in zip(members, parts, strict=True):
+        if not store.has(sim.key):
+            missing += 1
+            continue
+        block = images_from_maps(np.log10(store.get(sim.key).column_density), spec.data.images)
         images.append(block)
         n = len(block)
         sims.append(np.full(n, position))
         index.append(np.full(n, sim.request.index))
         target.append(np.full(n, y))
         split.append(np.full(n, part, dtype=np.int8))
-    return ImageSet(np.concatenate(images), np.concatenate(sims), np.concatenate(index),
+    if missing:
+        console.print(f"[yellow]warning:[/] {missing} simulation(s) of campaign "
+                      f"{plan.campaign.spec.name!r} failed and are left out; "
+                      "the next `turbexp run` or `turbexp sims run` retries them")
+    if not images:
+        raise UserError(f"no simulation of campaign {plan.campaign.spec.name!r} is available",
+                        file=str(plan.path), field="data.campaign")
+    data = ImageSet(np.concatenate(images), np.concatenate(sims), np.concatenate(index),
                     np.concatenate(target), np.concatenate(split))
+    for name in ("train", "test", "holdout"):
+        if not data.part(name).any():
+            raise UserError(f"no simulation of the {name} split is available; see the failed "
+                            "simulations above", file=str(plan.path), field="data.split")
+    return data
 
 
 def class_scores(model: Any, features: np.ndarray) -> np.ndarray:
@@ -172,13 +174,20 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int = 
         })
 
         def objective(trial: optuna.Trial) -> float:
-            fparams = plan.features.sample(trial)
-            eparams = plan.estimator.sample(trial)
+            try:
+                fparams = plan.features.sample(trial)
+                eparams = plan.estimator.sample(trial)
+            except TRIAL_ERRORS as exc:
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+                raise
+            trial.set_user_attr("host", socket.gethostname())
+            trial.set_user_attr("pid", os.getpid())
             with mlflow.start_run(run_name=f"{spec.name} trial {trial.number}", nested=True,
                                   tags={tracking.ROLE: "trial",
                                         f"{tracking.TAG}.study": study_name,
                                         f"{tracking.TAG}.experiment": spec.name,
-                                        f"{tracking.TAG}.trial": str(trial.number)}):
+                                        f"{tracking.TAG}.trial": str(trial.number),
+                                        **tracking.process_tags()}):
                 mlflow.log_params({**_logged_params("features", fparams),
                                    **_logged_params("estimator", eparams)})
                 try:
@@ -197,8 +206,10 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int = 
             study_name=study_name, storage=storage, load_if_exists=True,
             direction=plan.direction, sampler=optuna.samplers.TPESampler(seed=spec.tune.seed),
         )
+        _fail_orphaned_trials(study)
         wanted = spec.tune.trials if (plan.features.space or plan.estimator.space) else 1
-        finished = [t for t in study.trials if t.state.is_finished()]
+        finished = [t for t in study.trials
+                    if t.state.is_finished() and not t.user_attrs.get("interrupted")]
         remaining = max(0, wanted - len(finished))
         with progress_bar(f"{spec.name}: trials", total=wanted, completed=len(finished),
                           enabled=show_progress) as bar:
@@ -249,6 +260,15 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int = 
                       f"{len(completed)} trials) run {parent.info.run_id}")
         return RunSummary(spec.name, parent.info.run_id, metric, holdout_scores[metric],
                           float(best.value), len(completed))
+
+
+def _fail_orphaned_trials(study: optuna.Study) -> None:
+    """Trials left RUNNING by a killed process are marked FAIL and ``interrupted``; they do
+    not count towards the trials asked for, so a rerun makes up for them."""
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if tracking.process_gone(trial.user_attrs.get("host"), trial.user_attrs.get("pid")):
+            study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
 
 
 def _score(task: str, model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:

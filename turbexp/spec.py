@@ -20,7 +20,6 @@ from pydantic import (
 )
 
 from turbexp.errors import UserError, UserErrors
-from turbexp.metrics import METRICS
 from turbexp.yamlfile import YamlDocument
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -191,15 +190,6 @@ class ExperimentSpec(StrictModel):
     tune: TuneSpec = TuneSpec()
     evaluate: EvaluateSpec = EvaluateSpec()
 
-    @model_validator(mode="after")
-    def _metric_fits_task(self) -> ExperimentSpec:
-        if self.tune.metric is not None and self.tune.metric not in METRICS[self.task.kind]:
-            raise ValueError(
-                f"tune.metric {self.tune.metric!r} is not a {self.task.kind} metric; "
-                f"expected one of: {', '.join(METRICS[self.task.kind])}"
-            )
-        return self
-
     @property
     def metric(self) -> str:
         return self.tune.metric or ("roc_auc" if self.task.kind == "classify" else "mse")
@@ -213,9 +203,33 @@ def validate(model: type[BaseModel], doc: YamlDocument) -> Any:
     try:
         return model.model_validate(doc.data)
     except ValidationError as exc:
-        raise UserErrors(
-            [doc.error(_message(model, err), err["loc"]) for err in exc.errors()]
-        ) from None
+        errors = _without_union_noise(exc.errors())
+        seen: dict[tuple, UserError] = {}
+        for err in errors:
+            loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
+            seen.setdefault(loc, doc.error(_message(model, err), loc))
+        raise UserErrors(list(seen.values())) from None
+
+
+def _without_union_noise(errors: list[Any]) -> list[Any]:
+    """A union field reports one error per member: keep the members' real complaints and drop
+    "not a dict" / "not a number" from the members the value was never meant for."""
+    groups: dict[tuple, list[Any]] = {}
+    for err in errors:
+        loc = err["loc"]
+        cut = next((i for i, p in enumerate(loc) if _is_union_tag(p)), None)
+        groups.setdefault(tuple(loc) if cut is None else (*loc[:cut], "|"), []).append(err)
+    kept = []
+    for key, group in groups.items():
+        if key[-1:] == ("|",):
+            group = [e for e in group if not _type_mismatch(e)] or group
+        kept += group
+    return sorted(kept, key=errors.index)
+
+
+def _type_mismatch(err: Any) -> bool:
+    return err["type"] in ("model_type", "dict_type", "float_type", "int_type", "string_type",
+                           "float_parsing", "int_parsing", "bool_type", "list_type")
 
 
 def _message(model: type[BaseModel], err: Any) -> str:
@@ -234,7 +248,12 @@ def _message(model: type[BaseModel], err: Any) -> str:
 
 
 def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and ("[" in part or part in ("float", "int", "str"))
+    """Pydantic's names of union members in an error location, e.g. 'constrained-float'."""
+    return isinstance(part, str) and (
+        part in _MODEL_NAMES
+        or part in ("float", "int", "str", "bool", "list", "dict", "none")
+        or part.startswith(("function-", "constrained-", "literal[", "tagged-union["))
+    )
 
 
 def _fields_at(model: type[BaseModel], loc: list[Any]) -> list[str]:
@@ -274,3 +293,7 @@ __all__ = [
     "UserError",
     "validate",
 ]
+
+
+_MODEL_NAMES = {name for name, obj in list(globals().items())
+                if isinstance(obj, type) and issubclass(obj, BaseModel)}

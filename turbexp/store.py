@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,19 @@ class SimulationStore:
             self.path(key).unlink(missing_ok=True)
             return False
         return True
+
+    def sweep_temporaries(self, older_than_s: float = 3600.0) -> int:
+        """Remove temporary files left by writers killed mid-write (old enough to be dead)."""
+        removed = 0
+        now = time.time()
+        for path in self.root.glob("*/.*.tmp"):
+            try:
+                if now - path.stat().st_mtime > older_than_s:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def record_failure(self, key: str, params: dict[str, Any], error: str) -> None:
         payload = json.dumps({"key": key, "params": params, "error": error}, indent=2)

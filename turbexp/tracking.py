@@ -48,7 +48,8 @@ def process_tags() -> dict[str, str]:
 
 
 def plugin_versions(plugins: list[Any]) -> str:
-    return json.dumps({p.name: f"{p.package}=={p.version}" for p in plugins}, sort_keys=True)
+    return json.dumps({f"{p.kind}/{p.name}": f"{p.package}=={p.version}" for p in plugins},
+                      sort_keys=True)
 
 
 def close_stale_runs(experiment_id: str, study: str) -> int:
@@ -60,22 +61,27 @@ def close_stale_runs(experiment_id: str, study: str) -> int:
     )
     closed = 0
     for run in runs:
-        if _process_gone(run.data.tags):
+        tags = run.data.tags
+        if process_gone(tags.get(f"{TAG}.host"), tags.get(f"{TAG}.pid")):
             client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
             closed += 1
     return closed
 
 
-def _process_gone(tags: dict[str, str]) -> bool:
-    if tags.get(f"{TAG}.host") != socket.gethostname():
+def process_gone(host: str | None, pid: str | int | None) -> bool:
+    """True only when ``pid`` on ``host`` is known to have exited (this host only)."""
+    if host != socket.gethostname():
         return False
     try:
-        os.kill(int(tags.get(f"{TAG}.pid", "0")), 0)
-    except (ProcessLookupError, ValueError):
+        number = int(pid or 0)
+        if number <= 0:
+            return False
+        os.kill(number, 0)
+    except ProcessLookupError:
         return True
-    except PermissionError:
+    except (ValueError, PermissionError):
         return False
-    return int(tags.get(f"{TAG}.pid", "0")) == 0
+    return False
 
 
 def last_runs(names: list[str]) -> dict[str, Any]:

@@ -133,8 +133,8 @@ class Hog(FeatureExtractor):
             return self
 
     search_space: ClassVar[SearchSpace] = {
-        "orientations": Range(4, 18, step=1),
-        "cells": Range(2, 16, step=1),
+        "orientations": Range(4, 12, step=1),
+        "cells": Range(2, 8, step=1),
     }
 
     def build(self, params: PluginParams) -> HogTransformer:
