@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from turbexp.errors import UserError, UserErrors
+from turbexp.errors import UserError, gather
 from turbexp.params import plan_params
 from turbexp.plugin_types import Physics, PluginParams, SimulationRequest
 from turbexp.plugins import PluginInfo, registry
@@ -155,14 +155,4 @@ def _simulate_one(simulator_name: str, params: dict, sim: PlannedSimulation,
 
 def plan_campaigns(paths: list[str | Path]) -> list[CampaignPlan]:
     """Validate several campaign files, reporting every file's errors together."""
-    plans, errors = [], []
-    for path in paths:
-        try:
-            plans.append(plan_campaign(path))
-        except UserErrors as exc:
-            errors += exc.errors
-        except UserError as exc:
-            errors.append(exc)
-    if errors:
-        raise UserErrors(errors)
-    return plans
+    return gather(plan_campaign, paths)

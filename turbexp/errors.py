@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
 
 class UserError(Exception):
     """A mistake in the user's input: which file, which field, what was expected."""
@@ -37,6 +43,22 @@ class UserErrors(UserError):
 
     def __str__(self) -> str:
         return "\n".join(str(e) for e in self.errors)
+
+
+def gather(function: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """Apply ``function`` to every item, then raise every user error found at once."""
+    results: list[R] = []
+    errors: list[UserError] = []
+    for item in items:
+        try:
+            results.append(function(item))
+        except UserErrors as exc:
+            errors += exc.errors
+        except UserError as exc:
+            errors.append(exc)
+    if errors:
+        raise UserErrors(errors)
+    return results
 
 
 class SimulationError(RuntimeError):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from turbexp.campaign import CampaignPlan, PlannedSimulation, plan_campaign
-from turbexp.errors import UserError, UserErrors
+from turbexp.errors import UserError, gather
 from turbexp.images import split_simulations
 from turbexp.metrics import METRICS, direction
 from turbexp.params import ParamPlan, plan_params
@@ -157,16 +157,7 @@ def _check_task_against_campaign(plan: ExperimentPlan) -> None:
 
 def plan_experiments(paths: list[str | Path]) -> list[ExperimentPlan]:
     """Validate every file, collecting all errors before reporting them."""
-    plans, errors = [], []
-    for path in paths:
-        try:
-            plans.append(plan_experiment(path))
-        except UserErrors as exc:
-            errors += exc.errors
-        except UserError as exc:
-            errors.append(exc)
-    if errors:
-        raise UserErrors(errors)
+    plans = gather(plan_experiment, paths)
     names = [p.spec.name for p in plans]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
