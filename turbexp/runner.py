@@ -174,14 +174,14 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int = 
         })
 
         def objective(trial: optuna.Trial) -> float:
+            trial.set_user_attr("host", socket.gethostname())
+            trial.set_user_attr("pid", os.getpid())
             try:
                 fparams = plan.features.sample(trial)
                 eparams = plan.estimator.sample(trial)
             except TRIAL_ERRORS as exc:
                 trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
                 raise
-            trial.set_user_attr("host", socket.gethostname())
-            trial.set_user_attr("pid", os.getpid())
             with mlflow.start_run(run_name=f"{spec.name} trial {trial.number}", nested=True,
                                   tags={tracking.ROLE: "trial",
                                         f"{tracking.TAG}.study": study_name,
@@ -207,6 +207,8 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int = 
             direction=plan.direction, sampler=optuna.samplers.TPESampler(seed=spec.tune.seed),
         )
         _fail_orphaned_trials(study)
+        worker = f"worker:{socket.gethostname()}:{os.getpid()}"
+        study.set_user_attr(worker, True)
         wanted = spec.tune.trials if (plan.features.space or plan.estimator.space) else 1
         finished = [t for t in study.trials
                     if t.state.is_finished() and not t.user_attrs.get("interrupted")]
@@ -219,6 +221,7 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int = 
                 callbacks=[lambda s, t: bar.advance(
                     failed=sum(x.state == optuna.trial.TrialState.FAIL for x in s.trials))],
             )
+        study.set_user_attr(worker, False)
         completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not completed:
             errors = sorted({t.user_attrs.get("error", "unknown error") for t in study.trials})
@@ -264,9 +267,19 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int = 
 
 def _fail_orphaned_trials(study: optuna.Study) -> None:
     """Trials left RUNNING by a killed process are marked FAIL and ``interrupted``; they do
-    not count towards the trials asked for, so a rerun makes up for them."""
+    not count towards the trials asked for, so a rerun makes up for them.
+
+    A trial names its process in its user attributes; one killed before it could is an
+    orphan when no process registered as a worker of the study is still alive.
+    """
+    workers = [key.removeprefix("worker:").rpartition(":")[::2]
+               for key, active in study.user_attrs.items()
+               if key.startswith("worker:") and active]
+    any_worker_alive = any(not tracking.process_gone(host, pid) for host, pid in workers)
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if tracking.process_gone(trial.user_attrs.get("host"), trial.user_attrs.get("pid")):
+        host, pid = trial.user_attrs.get("host"), trial.user_attrs.get("pid")
+        orphan = tracking.process_gone(host, pid) if host else not any_worker_alive
+        if orphan:
             study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
             study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
 
