@@ -88,20 +88,32 @@ def cons_flux(w: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
     return cons, flux
 
 
-def reference_rate_of_change(state: np.ndarray, riemann: str) -> np.ndarray:
-    """The same scheme written plainly with np.roll over the whole grid."""
-    n = state.shape[1]
+def reference_slope(forward: np.ndarray, backward: np.ndarray, limiter: str) -> np.ndarray:
+    """Limited slope from the one-sided differences, written plainly."""
+    same_sign = forward * backward > 0
+    small = np.minimum(np.abs(forward), np.abs(backward))
+    if limiter == "minmod":
+        magnitude = small
+    elif limiter == "vanleer":
+        total = np.where(same_sign, forward + backward, 1.0)
+        magnitude = 2 * np.abs(forward * backward) / np.abs(total)
+    else:  # mc
+        magnitude = np.minimum(2 * small, np.abs(forward + backward) / 2)
+    return np.where(same_sign, np.sign(forward) * magnitude, 0.0)
+
+
+def reference_rate_of_change(
+    state: np.ndarray, riemann: str, limiter: str = "minmod"
+) -> np.ndarray:
+    """The same scheme written plainly with np.roll over the whole grid (dx = 1 / longest side)."""
+    n = max(state.shape[1:])
     prim = np.concatenate([state[:1], state[1:] / state[0]])
     dudt = np.zeros_like(state)
     for d in range(3):
         axis = d + 1
         forward = np.roll(prim, -1, axis) - prim
         backward = np.roll(forward, 1, axis)
-        slope = np.where(
-            forward * backward > 0,
-            np.where(np.abs(forward) < np.abs(backward), forward, backward),
-            0.0,
-        )
+        slope = reference_slope(forward, backward, limiter)
         left, right = prim + slope / 2, np.roll(prim - slope / 2, -1, axis)
 
         (ul, fl), (ur, fr) = cons_flux(left, d), cons_flux(right, d)
@@ -116,12 +128,22 @@ def reference_rate_of_change(state: np.ndarray, riemann: str) -> np.ndarray:
     return dudt
 
 
+@pytest.mark.parametrize("limiter", solver.LIMITER_NAMES)
 @pytest.mark.parametrize("riemann", ["llf", "hll"])
-def test_rate_of_change_matches_a_plain_implementation(riemann):
+def test_rate_of_change_matches_a_plain_implementation(riemann, limiter):
     state = turbulent_state(24)  # 24 is not a multiple of the slab thickness
-    expected = reference_rate_of_change(state, riemann)
-    got = solver.rate_of_change(state, solver.FLUXES[riemann], 1e-6)
+    expected = reference_rate_of_change(state, riemann, limiter)
+    got = solver.rate_of_change(state, solver.FLUXES[riemann], 1e-6, solver.LIMITERS[limiter])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("shape", [(24, 16, 20), (1, 24, 6), (12, 1, 1), (1, 1, 12), (9, 40, 1)])
+def test_rate_of_change_on_non_cubic_grids(shape):
+    state = turbulent_state(40)[:, : shape[0], : shape[1], : shape[2]].copy()
+    for limiter in solver.LIMITER_NAMES:
+        expected = reference_rate_of_change(state, "hll", limiter)
+        got = solver.rate_of_change(state, solver.flux_hll, 1e-6, solver.LIMITERS[limiter])
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
 
 
 def sound_wave_error(grid: int, riemann: str, t: float = 0.25, eps: float = 1e-3) -> float:
@@ -183,9 +205,11 @@ def test_density_floor_lifts_near_vacuum():
     assert state[0].min() >= 1e-3
 
 
-def test_unknown_riemann_solver_is_refused():
+def test_unknown_riemann_solver_or_limiter_is_refused():
     with pytest.raises(ValueError, match="Riemann"):
         solver.evolve(turbulent_state(8), 0.01, riemann="roe")
+    with pytest.raises(ValueError, match="limiter"):
+        solver.evolve(turbulent_state(8), 0.01, limiter="superbee")
 
 
 # --- plugin -------------------------------------------------------------------
@@ -206,6 +230,7 @@ def test_simulate_projections(riemann):
     meta = result.metadata
     assert meta["code"] == "turbexp-builtin"
     assert meta["riemann"] == riemann
+    assert meta["limiter"] == "minmod"
     assert meta["steps"] > 0
     assert meta["time_myr"] == pytest.approx(0.5, rel=1e-12)
     assert meta["scheme"]
@@ -222,10 +247,12 @@ def test_simulate_is_deterministic_and_seeded():
 
 def test_params_defaults_and_validation():
     params = BuiltinSimulator.Params()
-    assert (params.riemann, params.cfl, params.density_floor) == ("llf", 0.4, 1e-6)
+    assert (params.riemann, params.limiter, params.cfl, params.density_floor) == (
+        "llf", "minmod", 0.4, 1e-6)
     assert BuiltinSimulator.Params(cfl=1.0).cfl == 1.0
+    assert BuiltinSimulator.Params(limiter="mc").limiter == "mc"
     for bad in ({"cfl": 0}, {"cfl": -0.1}, {"cfl": 1.5}, {"density_floor": 0},
-                {"riemann": "roe"}, {"courant": 0.4}):
+                {"riemann": "roe"}, {"limiter": "superbee"}, {"courant": 0.4}):
         with pytest.raises(pydantic.ValidationError):
             BuiltinSimulator.Params(**bad)
 

@@ -27,6 +27,9 @@ class BuiltinSimulator(Simulator):
         """Numerical parameters of the built-in solver."""
 
         riemann: Literal["llf", "hll"] = "llf"
+        limiter: Literal["minmod", "vanleer", "mc"] = Field(
+            "minmod", description="slope limiter of the piecewise-linear reconstruction"
+        )
         cfl: float = Field(0.4, gt=0, le=1, description="Courant number of the unsplit step")
         density_floor: float = Field(1e-6, gt=0, description="lowest density, in units of ρ0")
 
@@ -48,14 +51,16 @@ class BuiltinSimulator(Simulator):
             t_end,
             cfl=p.cfl,
             riemann=p.riemann,
+            limiter=p.limiter,
             density_floor=p.density_floor,
         )
         return SimulationResult(
             column_density=column_density(state[0], physics),
             metadata={
                 "code": "turbexp-builtin",
-                "scheme": solver.SCHEME,
+                "scheme": solver.scheme(p.limiter),
                 "riemann": p.riemann,
+                "limiter": p.limiter,
                 "cfl": p.cfl,
                 "steps": steps,
                 "time_myr": time_myr(t_end, physics),

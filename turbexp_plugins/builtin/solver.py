@@ -1,11 +1,14 @@
 """Finite-volume solver for the isothermal Euler equations in a periodic unit box.
 
-Code units: box length 1, sound speed 1 (so the pressure equals the density),
-N cells per side, ``dx = 1 / N``. The conserved state has shape (4, N, N, N):
-``(ρ, ρu, ρv, ρw)``.
+Code units: sound speed 1 (so the pressure equals the density), cubic cells of
+side ``dx = 1 / max(nx, ny, nz)``, so the longest side of the periodic box has
+length 1 (a cubic N³ grid is the unit box). The conserved state has shape
+(4, nx, ny, nz): ``(ρ, ρu, ρv, ρw)``. Axes with a single cell carry no fluxes, so
+(4, N, 1, 1), (4, 1, N, 1) and (4, 1, 1, N) are 1D problems along x, y and z.
 
 Scheme: piecewise-linear reconstruction of the primitive variables ``(ρ, u, v, w)``
-with the minmod limiter, interface fluxes from the local Lax-Friedrichs (``"llf"``)
+with a slope limiter (``"minmod"``, the default, ``"vanleer"`` or ``"mc"``,
+monotonised central), interface fluxes from the local Lax-Friedrichs (``"llf"``)
 or HLL (``"hll"``) approximate Riemann solver, all three directions added at once
 (dimensionally unsplit), and two-stage strong-stability-preserving Runge-Kutta
 (Heun) time stepping. Fluxes are differenced in conservative form, so mass and
@@ -22,15 +25,23 @@ from turbexp.errors import SimulationError
 
 SOUND_SPEED = 1.0
 RIEMANN_SOLVERS = ("llf", "hll")
+LIMITER_NAMES = ("minmod", "vanleer", "mc")
 SCHEME = "finite volume, PLM minmod, unsplit, SSP-RK2"
+"""The scheme with the default limiter; :func:`scheme` names it for any limiter."""
 SLAB_CELLS = 8192
 """Cells per slab in :func:`rate_of_change` (a cache-size trade-off, not a physical choice)."""
 
 FluxFunction = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+Limiter = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def scheme(limiter: str = "minmod") -> str:
+    """One-line description of the scheme with ``limiter``."""
+    return f"finite volume, PLM {limiter}, unsplit, SSP-RK2"
 
 
 def initial_state(velocity: np.ndarray, density: float | np.ndarray = 1.0) -> np.ndarray:
-    """Conserved state (4, N, N, N) from a velocity field (3, N, N, N) and a density."""
+    """Conserved state (4, nx, ny, nz) from a velocity field (3, nx, ny, nz) and a density."""
     velocity = np.asarray(velocity, dtype=np.float64)
     rho = np.broadcast_to(np.asarray(density, dtype=np.float64), velocity.shape[1:])
     return np.concatenate([rho[None], rho[None] * velocity])
@@ -50,6 +61,28 @@ def minmod(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     np.maximum(out, 0.0, out=out)
     out *= sign
     return out
+
+
+def vanleer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Van Leer limiter: the harmonic mean ``2ab / (a + b)`` where signs agree, else 0."""
+    product = a * b
+    total = a + b
+    np.maximum(product, 0.0, out=product)
+    product *= 2.0
+    np.divide(product, total, out=product, where=product > 0)
+    return product
+
+
+def mc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Monotonised central limiter: ``minmod((a + b) / 2, 2a, 2b)``."""
+    out = minmod(a, b)
+    out *= 2.0
+    central = a + b
+    central *= 0.5
+    return minmod(central, out)
+
+
+LIMITERS: dict[str, Limiter] = {"minmod": minmod, "vanleer": vanleer, "mc": mc}
 
 
 def _conserved_and_flux(prim: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -116,12 +149,16 @@ def _wrap(prim: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _flux_difference(
-    padded: np.ndarray, axis: int, flux: FluxFunction, density_floor: float
+    padded: np.ndarray,
+    axis: int,
+    flux: FluxFunction,
+    density_floor: float,
+    limiter: Limiter = minmod,
 ) -> np.ndarray:
     """``F[i+1/2] - F[i-1/2]`` along ``axis`` for primitives with two ghost cells there."""
     d = axis - 1
     diff = np.diff(padded, axis=axis)  # W[i+1] - W[i] for i = -2 .. n
-    half = minmod(diff[_along(axis, None, -1)], diff[_along(axis, 1, None)])
+    half = limiter(diff[_along(axis, None, -1)], diff[_along(axis, 1, None)])
     half *= 0.5  # half the limited slope of cells -1 .. n
     cells = padded[_along(axis, 1, -1)]  # cells -1 .. n
     left = cells[_along(axis, None, -1)] + half[_along(axis, None, -1)]  # faces -1/2 .. n-1/2
@@ -131,32 +168,47 @@ def _flux_difference(
     return np.diff(flux(left, right, d), axis=axis)
 
 
-def rate_of_change(state: np.ndarray, flux: FluxFunction, density_floor: float) -> np.ndarray:
+def rate_of_change(
+    state: np.ndarray, flux: FluxFunction, density_floor: float, limiter: Limiter = minmod
+) -> np.ndarray:
     """``dU/dt = -Σ_d ∂F_d/∂x_d`` from limited piecewise-linear interface states.
 
-    Works through slabs of x-planes of about ``SLAB_CELLS`` cells, so that the
-    temporaries stay in cache.
+    Axes with a single cell are skipped. Works through slabs of x-planes of about
+    ``SLAB_CELLS`` cells, so that the temporaries stay in cache.
     """
-    n = state.shape[1]
-    slab = max(1, SLAB_CELLS // (n * n))
-    prim_x = _wrap(primitives(state, density_floor), 1)
+    nx, ny, nz = state.shape[1:]
+    slab = max(1, SLAB_CELLS // (ny * nz))
+    prim = primitives(state, density_floor)
+    prim_x = _wrap(prim, 1) if nx > 1 else prim
+    transverse = [axis for axis in (2, 3) if state.shape[axis] > 1]
     dudt = np.empty_like(state)
-    for i0 in range(0, n, slab):
-        i1 = min(i0 + slab, n)
-        block = prim_x[:, i0 : i1 + 4]  # x-planes i0-2 .. i1+1
+    for i0 in range(0, nx, slab):
+        i1 = min(i0 + slab, nx)
         out = dudt[:, i0:i1]
-        np.negative(_flux_difference(block, 1, flux, density_floor), out=out)
-        inner = block[:, 2:-2]
-        for axis in (2, 3):
-            out -= _flux_difference(_wrap(inner, axis), axis, flux, density_floor)
-    dudt *= n  # 1 / dx
+        if nx > 1:
+            block = prim_x[:, i0 : i1 + 4]  # x-planes i0-2 .. i1+1
+            np.negative(_flux_difference(block, 1, flux, density_floor, limiter), out=out)
+            inner = block[:, 2:-2]
+        else:
+            out.fill(0.0)
+            inner = prim_x[:, i0:i1]
+        for axis in transverse:
+            out -= _flux_difference(_wrap(inner, axis), axis, flux, density_floor, limiter)
+    dudt *= max(nx, ny, nz)  # 1 / dx
     return dudt
 
 
 def max_signal_speed(state: np.ndarray, density_floor: float) -> float:
-    """``max over cells of Σ_d (|v_d| + c_s)``, the speed limiting the unsplit time step."""
+    """``max over cells of Σ_d (|v_d| + c_s)`` over the axes with more than one cell.
+
+    This is the speed limiting the unsplit time step.
+    """
+    active = [d for d in range(3) if state.shape[1 + d] > 1]
+    if not active:
+        return SOUND_SPEED
     rho = np.maximum(state[0], density_floor)
-    return float(np.max(np.sum(np.abs(state[1:]), axis=0) / rho)) + 3.0 * SOUND_SPEED
+    momenta = state[1:] if len(active) == 3 else state[[1 + d for d in active]]
+    return float(np.max(np.sum(np.abs(momenta), axis=0) / rho)) + len(active) * SOUND_SPEED
 
 
 def _enforce(state: np.ndarray, density_floor: float, step: int, t: float) -> None:
@@ -178,22 +230,27 @@ def evolve(
     *,
     cfl: float = 0.4,
     riemann: str = "llf",
+    limiter: str = "minmod",
     density_floor: float = 1e-6,
     max_steps: int = 100_000,
 ) -> tuple[np.ndarray, int]:
-    """Advance a conserved state (4, N, N, N) from t = 0 to ``t_end`` (code units).
+    """Advance a conserved state (4, nx, ny, nz) from t = 0 to ``t_end`` (code units).
 
     Returns the new state (the input is not modified) and the number of steps.
-    The time step is ``cfl * dx / max Σ_d (|v_d| + c_s)``, the last one shortened
-    to land on ``t_end``. Densities below ``density_floor`` are raised to it (the
+    The cell size is ``dx = 1 / max(nx, ny, nz)``. The time step is
+    ``cfl * dx / max Σ_d (|v_d| + c_s)``, summed over the axes with more than one
+    cell, the last one shortened to land on ``t_end``. ``limiter`` is one of
+    :data:`LIMITER_NAMES`. Densities below ``density_floor`` are raised to it (the
     only operation that does not conserve mass). Raises :class:`SimulationError`
     if the state becomes non-finite or non-positive, or after ``max_steps`` steps.
     """
     state = np.array(state, dtype=np.float64, copy=True)
-    if state.ndim != 4 or state.shape[0] != 4 or len(set(state.shape[1:])) != 1:
-        raise ValueError(f"state must have shape (4, N, N, N), got {state.shape}")
+    if state.ndim != 4 or state.shape[0] != 4 or min(state.shape[1:]) < 1:
+        raise ValueError(f"state must have shape (4, nx, ny, nz), got {state.shape}")
     if riemann not in FLUXES:
         raise ValueError(f"unknown Riemann solver {riemann!r}; expected one of {RIEMANN_SOLVERS}")
+    if limiter not in LIMITERS:
+        raise ValueError(f"unknown slope limiter {limiter!r}; expected one of {LIMITER_NAMES}")
     if not cfl > 0:
         raise ValueError(f"cfl must be > 0, got {cfl}")
     if not density_floor > 0:
@@ -201,7 +258,8 @@ def evolve(
     if not (np.isfinite(t_end) and t_end >= 0):
         raise ValueError(f"t_end must be finite and >= 0, got {t_end}")
     flux = FLUXES[riemann]
-    dx = 1.0 / state.shape[1]
+    slope = LIMITERS[limiter]
+    dx = 1.0 / max(state.shape[1:])
     t = 0.0
     steps = 0
     with np.errstate(over="ignore", invalid="ignore"):
@@ -216,9 +274,9 @@ def evolve(
             last = t + dt >= t_end
             if last:
                 dt = t_end - t
-            stage = state + dt * rate_of_change(state, flux, density_floor)
+            stage = state + dt * rate_of_change(state, flux, density_floor, slope)
             _enforce(stage, density_floor, steps + 1, t + dt)
-            stage += dt * rate_of_change(stage, flux, density_floor)
+            stage += dt * rate_of_change(stage, flux, density_floor, slope)
             state += stage
             state *= 0.5
             steps += 1
