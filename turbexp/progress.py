@@ -40,7 +40,7 @@ class Bar:
 @contextmanager
 def progress_bar(description: str, total: int, *, completed: int = 0,
                  enabled: bool = True) -> Iterator[Bar]:
-    """A bar showing done/total, failures, elapsed and remaining time."""
+    """A bar showing done/total, failures, what remains, elapsed and remaining time."""
     if not enabled:
         yield Bar(None, None)
         return
@@ -50,7 +50,7 @@ def progress_bar(description: str, total: int, *, completed: int = 0,
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
-        TextColumn("{task.fields[failed]} failed"),
+        TextColumn("{task.fields[failed]} failed, {task.remaining:.0f} remaining"),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
