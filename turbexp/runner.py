@@ -129,11 +129,8 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int = 
     spec = plan.spec
     run_campaign(plan.campaign, store, jobs=jobs, show_progress=show_progress)
     data = build_image_set(plan, store)
-    cache = FeatureCache(plan, data)
-    task, metric = spec.task.kind, plan.metric
+    task, metric, study_name = spec.task.kind, plan.metric, plan.study_name
     y = data.target
-    train, test = data.part("train"), data.part("test")
-    study_name = plan.study_name
 
     experiment_id = tracking.use_experiment()
     tracking.close_stale_runs(experiment_id, study_name)
@@ -173,67 +170,13 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int = 
             "estimator": plan.estimator.plugin.name,
         })
 
-        def objective(trial: optuna.Trial) -> float:
-            trial.set_user_attr("host", socket.gethostname())
-            trial.set_user_attr("pid", os.getpid())
-            try:
-                fparams = plan.features.sample(trial)
-                eparams = plan.estimator.sample(trial)
-            except TRIAL_ERRORS as exc:
-                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-                raise
-            with mlflow.start_run(run_name=f"{spec.name} trial {trial.number}", nested=True,
-                                  tags={tracking.ROLE: "trial",
-                                        f"{tracking.TAG}.study": study_name,
-                                        f"{tracking.TAG}.experiment": spec.name,
-                                        f"{tracking.TAG}.trial": str(trial.number),
-                                        **tracking.process_tags()}):
-                mlflow.log_params({**_logged_params("features", fparams),
-                                   **_logged_params("estimator", eparams)})
-                try:
-                    x_train, x_test = cache.get(fparams, ("train",), ("test",))
-                    model = plan.estimator.plugin.create().build(eparams, task)
-                    model.fit(x_train, y[train])
-                    scores = _score(task, model, x_test, y[test])
-                except TRIAL_ERRORS as exc:
-                    trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-                    raise
-                mlflow.log_metrics({f"test_{k}": v for k, v in scores.items()})
-                return scores[metric]
-
-        storage = optuna_storage(spec.tune.storage)
-        study = optuna.create_study(
-            study_name=study_name, storage=storage, load_if_exists=True,
-            direction=plan.direction, sampler=optuna.samplers.TPESampler(seed=spec.tune.seed),
-        )
-        _fail_orphaned_trials(study)
-        worker = f"worker:{socket.gethostname()}:{os.getpid()}"
-        study.set_user_attr(worker, True)
-        wanted = spec.tune.trials if (plan.features.space or plan.estimator.space) else 1
-        finished = [t for t in study.trials
-                    if t.state.is_finished() and not t.user_attrs.get("interrupted")]
-        remaining = max(0, wanted - len(finished))
-        with progress_bar(f"{spec.name}: trials", total=wanted, completed=len(finished),
-                          enabled=show_progress) as bar:
-            study.optimize(
-                objective, n_trials=remaining,
-                catch=TRIAL_ERRORS,
-                callbacks=[lambda s, t: bar.advance(
-                    failed=sum(x.state == optuna.trial.TrialState.FAIL for x in s.trials))],
-            )
-        study.set_user_attr(worker, False)
-        completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if not completed:
-            errors = sorted({t.user_attrs.get("error", "unknown error") for t in study.trials})
-            raise UserError(f"every trial of {spec.name!r} failed: {'; '.join(errors)}",
-                            file=str(plan.path))
-        best = study.best_trial
+        best, completed = _tune(plan, data, show_progress)
         fparams = plan.features.sample(best)
         eparams = plan.estimator.sample(best)
         mlflow.log_params({**_logged_params("features", fparams),
                            **_logged_params("estimator", eparams)})
         mlflow.log_metrics({f"best_test_{metric}": best.value,
-                            "trials_completed": len(completed)})
+                            "trials_completed": completed})
 
         holdout = data.part("holdout")
         fit = data.part("train", "test")
@@ -260,9 +203,74 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int = 
         _log_model(plan, pipeline, data.images[holdout][:4])
         console.print(f"[green]✓[/] {spec.name}: holdout {metric} = "
                       f"{holdout_scores[metric]:.4g} (best test {best.value:.4g}, "
-                      f"{len(completed)} trials) run {parent.info.run_id}")
+                      f"{completed} trials) run {parent.info.run_id}")
         return RunSummary(spec.name, parent.info.run_id, metric, holdout_scores[metric],
-                          float(best.value), len(completed))
+                          float(best.value), completed)
+
+
+def _tune(plan: ExperimentPlan, data: ImageSet,
+          show_progress: bool) -> tuple[optuna.trial.FrozenTrial, int]:
+    """Run the trials still missing from the experiment's study, each a nested MLflow run
+    fitted on train and scored on test; returns the best trial and the completed count."""
+    spec, task, metric, study_name = plan.spec, plan.spec.task.kind, plan.metric, plan.study_name
+    cache = FeatureCache(plan, data)
+    y, train, test = data.target, data.part("train"), data.part("test")
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        try:
+            fparams = plan.features.sample(trial)
+            eparams = plan.estimator.sample(trial)
+        except TRIAL_ERRORS as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            raise
+        with mlflow.start_run(run_name=f"{spec.name} trial {trial.number}", nested=True,
+                              tags={tracking.ROLE: "trial",
+                                    f"{tracking.TAG}.study": study_name,
+                                    f"{tracking.TAG}.experiment": spec.name,
+                                    f"{tracking.TAG}.trial": str(trial.number),
+                                    **tracking.process_tags()}):
+            mlflow.log_params({**_logged_params("features", fparams),
+                               **_logged_params("estimator", eparams)})
+            try:
+                x_train, x_test = cache.get(fparams, ("train",), ("test",))
+                model = plan.estimator.plugin.create().build(eparams, task)
+                model.fit(x_train, y[train])
+                scores = _score(task, model, x_test, y[test])
+            except TRIAL_ERRORS as exc:
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+                raise
+            mlflow.log_metrics({f"test_{k}": v for k, v in scores.items()})
+            return scores[metric]
+
+    storage = optuna_storage(spec.tune.storage)
+    study = optuna.create_study(
+        study_name=study_name, storage=storage, load_if_exists=True,
+        direction=plan.direction, sampler=optuna.samplers.TPESampler(seed=spec.tune.seed),
+    )
+    _fail_orphaned_trials(study)
+    worker = f"worker:{socket.gethostname()}:{os.getpid()}"
+    study.set_user_attr(worker, True)
+    wanted = spec.tune.trials if (plan.features.space or plan.estimator.space) else 1
+    finished = [t for t in study.trials
+                if t.state.is_finished() and not t.user_attrs.get("interrupted")]
+    remaining = max(0, wanted - len(finished))
+    with progress_bar(f"{spec.name}: trials", total=wanted, completed=len(finished),
+                      enabled=show_progress) as bar:
+        study.optimize(
+            objective, n_trials=remaining,
+            catch=TRIAL_ERRORS,
+            callbacks=[lambda s, t: bar.advance(
+                failed=sum(x.state == optuna.trial.TrialState.FAIL for x in s.trials))],
+        )
+    study.set_user_attr(worker, False)
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not completed:
+        errors = sorted({t.user_attrs.get("error", "unknown error") for t in study.trials})
+        raise UserError(f"every trial of {spec.name!r} failed: {'; '.join(errors)}",
+                        file=str(plan.path))
+    return study.best_trial, len(completed)
 
 
 def _fail_orphaned_trials(study: optuna.Study) -> None:
