@@ -195,3 +195,30 @@ def test_killed_tuning_resumes_without_counting_a_trial_twice(tiny: Path) -> Non
     assert states.count(optuna.trial.TrialState.COMPLETE) == 30
     numbers = [int(t.data.tags["turbexp.trial"]) for t in _runs("trial")]
     assert len(numbers) == len(set(numbers))  # no trial logged twice
+
+
+def test_two_processes_share_one_study_without_duplicates(tiny: Path) -> None:
+    import optuna
+
+    from turbexp.paths import optuna_storage
+
+    root = tiny.parent.parent
+    experiment = write(tiny, TINY_EXPERIMENT.replace("trials: 3", "trials: 30"))
+    assert turbexp_cli("sims", "run", str(root / "sims" / "tiny.yaml"), "--no-progress",
+                       cwd=root).returncode == 0
+    assert turbexp_cli("validate", str(experiment), cwd=root).returncode == 0
+    workers = [subprocess.Popen([sys.executable, "-m", "turbexp.cli", "run", str(experiment),
+                                 "--no-progress"], cwd=root, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+
+    storage = optuna_storage(None)
+    [summary] = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    counted = [t for t in study.trials if not t.user_attrs.get("surplus")]
+    assert len(counted) == 30
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in counted)
+    trials = _runs("trial")
+    numbers = [int(t.data.tags["turbexp.trial"]) for t in trials]
+    assert sorted(numbers) == sorted(t.number for t in counted)  # each trial logged once

@@ -253,17 +253,31 @@ def _tune(plan: ExperimentPlan, data: ImageSet,
     worker = f"worker:{socket.gethostname()}:{os.getpid()}"
     study.set_user_attr(worker, True)
     wanted = spec.tune.trials if (plan.features.space or plan.estimator.space) else 1
-    finished = [t for t in study.trials
-                if t.state.is_finished() and not t.user_attrs.get("interrupted")]
-    remaining = max(0, wanted - len(finished))
-    with progress_bar(f"{spec.name}: trials", total=wanted, completed=len(finished),
+    done = sum(t.state.is_finished() and _counts(t) for t in study.get_trials(deepcopy=False))
+    failures = 0
+    with progress_bar(f"{spec.name}: trials", total=wanted, completed=min(done, wanted),
                       enabled=show_progress) as bar:
-        study.optimize(
-            objective, n_trials=remaining,
-            catch=TRIAL_ERRORS,
-            callbacks=[lambda s, t: bar.advance(
-                failed=sum(x.state == optuna.trial.TrialState.FAIL for x in s.trials))],
-        )
+        while sum(_counts(t) for t in study.get_trials(deepcopy=False)) < wanted:
+            trial = study.ask()
+            # another worker may have asked at the same moment: the lower numbers win
+            earlier = sum(_counts(t) for t in study.get_trials(deepcopy=False)
+                          if t.number < trial.number)
+            if earlier >= wanted:
+                trial.set_user_attr("surplus", True)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                break
+            try:
+                value = objective(trial)
+            except TRIAL_ERRORS:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                failures += 1
+            except BaseException:
+                trial.set_user_attr("interrupted", True)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
+            else:
+                study.tell(trial, value)
+            bar.advance(failed=failures)
     study.set_user_attr(worker, False)
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
@@ -271,6 +285,12 @@ def _tune(plan: ExperimentPlan, data: ImageSet,
         raise UserError(f"every trial of {spec.name!r} failed: {'; '.join(errors)}",
                         file=str(plan.path))
     return study.best_trial, len(completed)
+
+
+def _counts(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial counts towards ``tune.trials``: running or finished, but not one a
+    killed process interrupted nor one asked for beyond the budget by a concurrent worker."""
+    return not (trial.user_attrs.get("interrupted") or trial.user_attrs.get("surplus"))
 
 
 def _fail_orphaned_trials(study: optuna.Study) -> None:

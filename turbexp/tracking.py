@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +29,28 @@ def mlflow_experiment_name() -> str:
 
 
 def use_experiment() -> str:
-    """Select the MLflow experiment; returns its id."""
-    return mlflow.set_experiment(mlflow_experiment_name()).experiment_id
+    """Select the MLflow experiment (creating store and experiment if needed); returns its id.
+
+    Several processes may start on a new SQLite store at once; its creation (schema
+    migrations, then the experiment) is done under a file lock so that only one makes it.
+    """
+    with _store_creation_lock(mlflow.get_tracking_uri()):
+        return mlflow.set_experiment(mlflow_experiment_name()).experiment_id
+
+
+@contextmanager
+def _store_creation_lock(uri: str) -> Iterator[None]:
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def git_commit(folder: Path) -> str:
