@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -125,10 +126,18 @@ def run_campaign(plan: CampaignPlan, store: SimulationStore, *, jobs: int = 1,
                 finished(*_simulate_one(*arg))
         else:
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            with ProcessPoolExecutor(jobs, mp_context=context,
+                                     initializer=_one_thread_per_job) as pool:
                 for future in as_completed([pool.submit(_simulate_one, *a) for a in args]):
                     finished(*future.result())
     return outcome
+
+
+def _one_thread_per_job() -> None:
+    """Parallel jobs share the cores: each simulates with one thread (numba, BLAS, OpenMP)."""
+    for variable in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                     "MKL_NUM_THREADS"):
+        os.environ[variable] = "1"
 
 
 def _simulate_one(simulator_name: str, params: dict, sim: PlannedSimulation,
