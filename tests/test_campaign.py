@@ -166,3 +166,23 @@ def test_killed_campaign_resumes(workdir: Path) -> None:
     files = sorted(p.name for p in store.root.rglob("*.npz"))
     assert files == sorted(f"{s.key}.npz" for s in plan.simulations)
     assert all(store.verify(s.key) for s in plan.simulations)
+
+
+def test_two_campaigns_on_one_cache_make_each_simulation_once(workdir: Path) -> None:
+    import re
+
+    campaign = _campaign(workdir, TINY_CAMPAIGN.replace("grid: 16", "grid: 32")
+                         .replace("count: 3", "count: 4"))
+    plan = plan_campaign(campaign)
+    workers = [subprocess.Popen([sys.executable, "-m", "turbexp.cli", "sims", "run",
+                                 str(campaign), "--jobs", "1", "--no-progress"], cwd=workdir,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    made = [int(re.search(r"(\d+) made", out).group(1)) for out, _ in outputs]
+    assert sum(made) == len(plan.simulations)
+    store = SimulationStore(workdir / ".turbexp" / "cache")
+    files = sorted(p.name for p in store.root.rglob("*.npz"))
+    assert files == sorted(f"{s.key}.npz" for s in plan.simulations)
+    assert all(store.verify(s.key) for s in plan.simulations)

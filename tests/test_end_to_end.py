@@ -222,3 +222,24 @@ def test_two_processes_share_one_study_without_duplicates(tiny: Path) -> None:
     trials = _runs("trial")
     numbers = [int(t.data.tags["turbexp.trial"]) for t in trials]
     assert sorted(numbers) == sorted(t.number for t in counted)  # each trial logged once
+
+
+def test_same_seed_gives_identical_metrics(tiny: Path, tmp_path: Path) -> None:
+    """The classic pipeline, run from scratch twice (cache, study and store each time)."""
+    metrics = []
+    for attempt in ("a", "b"):
+        folder = tmp_path / attempt
+        (folder / "sims").mkdir(parents=True)
+        (folder / "experiments").mkdir()
+        (folder / "sims" / "tiny.yaml").write_text(
+            (tiny.parent.parent / "sims" / "tiny.yaml").read_text())
+        (folder / "experiments" / "tiny.yaml").write_text(tiny.read_text())
+        env = {"MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+               "TURBEXP_HOME": str(folder / ".turbexp")}
+        result = turbexp_cli("run", "experiments/tiny.yaml", "--no-progress", cwd=folder,
+                             env=env)
+        assert result.returncode == 0, result.stderr
+        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+        [parent] = _runs("experiment")
+        metrics.append(parent.data.metrics)
+    assert metrics[0] == metrics[1]

@@ -182,3 +182,19 @@ def test_plugin_with_a_bad_default_search_space_fails_to_load() -> None:
 
     with pytest.raises(TypeError, match="'binz', not a parameter"):
         check_search_space(Broken)
+
+
+@pytest.mark.parametrize("name", ["../../etc", "a/b", ".hidden", "", "x" * 101])
+def test_names_that_could_reach_outside_are_refused(tiny: Path, name: str) -> None:
+    bad = _bad(tiny.parent.parent, "name: tiny-hog-svm", f"name: '{name}'")
+    with pytest.raises(UserError, match=r"bad\.yaml:1:\d+: name: "):
+        plan_experiment(bad)
+
+
+def test_yaml_is_never_evaluated(tiny: Path) -> None:
+    marker = tiny.parent.parent / "evaluated"
+    bad = _bad(tiny.parent.parent, "name: tiny-hog-svm",
+               f"name: !!python/object/apply:os.system ['touch {marker}']")
+    with pytest.raises(UserError, match="invalid YAML"):
+        plan_experiment(bad)
+    assert not marker.exists()

@@ -112,11 +112,13 @@ def run_campaign(plan: CampaignPlan, store: SimulationStore, *, jobs: int = 1,
     jobs = max(1, min(jobs, len(missing)))
     with progress_bar(f"simulating {plan.spec.name}", total=len(plan.simulations),
                       completed=outcome.reused, enabled=show_progress) as bar:
-        def finished(key: str, error: str | None) -> None:
-            if error is None:
+        def finished(key: str, error: str | None, made: bool) -> None:
+            if error is not None:
+                outcome.failed[key] = error
+            elif made:
                 outcome.done += 1
             else:
-                outcome.failed[key] = error
+                outcome.reused += 1  # another process made it meanwhile
             bar.advance(failed=len(outcome.failed))
 
         args = [(plan.simulator.name, plan.simulator_params.model_dump(), s, str(store.root))
@@ -141,9 +143,21 @@ def _one_thread_per_job() -> None:
 
 
 def _simulate_one(simulator_name: str, params: dict, sim: PlannedSimulation,
-                  store_root: str) -> tuple[str, str | None]:
-    """Run one simulation and store it; returns (key, error or None)."""
+                  store_root: str) -> tuple[str, str | None, bool]:
+    """Run one simulation and store it; returns (key, error or None, whether it was made here).
+
+    A lock per simulation lets several campaigns share a cache: whoever holds it
+    simulates, the others wait and then find the simulation made.
+    """
     store = SimulationStore(store_root)
+    with store.lock(sim.key):
+        if store.verify(sim.key):
+            return sim.key, None, False
+        return (*_simulate_locked(store, simulator_name, params, sim), True)
+
+
+def _simulate_locked(store: SimulationStore, simulator_name: str, params: dict,
+                     sim: PlannedSimulation) -> tuple[str, str | None]:
     info = registry().get("simulator", simulator_name)
     plugin_params = info.cls.Params(**params)
     identity = simulation_identity(info, plugin_params, sim.request)

@@ -8,12 +8,15 @@ whose checksum does not match is reported, removed and redone.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +110,18 @@ class SimulationStore:
             self.path(key).unlink(missing_ok=True)
             return False
         return True
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold the lock of one simulation (an advisory file lock, released if the process dies)."""
+        path = self.root / key[:2] / f".{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def sweep_temporaries(self, older_than_s: float = 3600.0) -> int:
         """Remove temporary files left by writers killed mid-write (old enough to be dead)."""
