@@ -108,6 +108,8 @@ def _as_space(value: Any) -> Range | Choice | None:
             raise ValueError("low and high must be numbers")
         if low >= high:
             raise ValueError(f"low ({low}) must be below high ({high})")
+        if not isinstance(value.get("log", False), bool):
+            raise ValueError(f"log must be true or false, got {value['log']!r}")
         if value.get("log") and low <= 0:
             raise ValueError("a log range needs low > 0")
         if value.get("log") and value.get("step") is not None:

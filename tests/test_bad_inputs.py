@@ -1,0 +1,94 @@
+"""A table of bad inputs, each through the real CLI entry point: one message naming file and
+field, exit status 2, no traceback, nothing written to the cache, Optuna or MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import TINY_CAMPAIGN, TINY_EXPERIMENT, write
+
+from turbexp.cli import main
+
+# (which file, text to replace, replacement, field named in the message, words expected)
+CASES = [
+    ("experiment", "name: tiny-hog-svm", "name: [oops", None, "invalid YAML"),
+    ("experiment", "name: tiny-hog-svm", "name: a\nname: b", None, "duplicate key 'name'"),
+    ("experiment", "tune: {", "tunes: {trials: 1}\ntune: {", "tunes", "unknown key"),
+    ("experiment", "size: 8", "size: eight", "data.images.size", "integer"),
+    ("experiment", "size: 8", "size: -8", "data.images.size", "greater than or equal to 8"),
+    ("experiment", "cuts: 4", "cuts: 3", "data.images.cuts", "1 or 4"),
+    ("experiment", "flips: 2", "flips: 3", "data.images.flips", "1, 2 or 4"),
+    ("experiment", "size: 8,", "size: 8, projections: [x, x],", "data.images.projections",
+     "once"),
+    ("experiment", "holdout: 0.3", "holdout: 0.5", "data.split", "must be 1"),
+    ("experiment", "seed: 0, defaults", "seed: -1, defaults", "tune.seed", "greater than"),
+    ("experiment", "trials: 3", "trials: many", "tune.trials", "integer"),
+    ("experiment", "kind: classify", "kind: cluster", "task.kind", "'classify' or 'regress'"),
+    ("experiment", "burgers: 4.0", "burgers: 1.5", "task.classes.burgers", "greater than"),
+    ("experiment", "burgers: 4.0", "burgers: 4.3", "task.classes.burgers", "no simulation"),
+    ("experiment", "plugin: hog", "plugin: hoog", "features.plugin",
+     "unknown features plugin 'hoog'; installed: hog, power_spectrum"),
+    ("experiment", "plugin: svm,", "plugin: forest,", "estimator.plugin",
+     "unknown estimator plugin 'forest'; installed: logistic, svm, svr"),
+    ("experiment", "reports: [roc", "reports: [rocc", "evaluate.reports.0.plugin",
+     "unknown report plugin 'rocc'"),
+    ("experiment", "orientations: 6", "orientations: 100", "features.orientations",
+     "less than or equal to 36"),
+    ("experiment", "low: 0.1", "low: -0.1", "estimator.C", "log range needs low > 0"),
+    ("experiment", "log: true", "log: yes please", "estimator.C", "log must be true or false"),
+    ("experiment", "../sims/tiny.yaml", "../sims/gone.yaml", "data.campaign", "not found"),
+    ("experiment", "metric: roc_auc", "metric: r2", "tune.metric", "not a classify metric"),
+    ("campaign", "grid: 16", "grid: -16", "grid", "greater than 7"),
+    ("campaign", "index: 4.0", "index: 7.5", "groups.1.index", "less than or equal to 6"),
+    ("campaign", "index: 4.0", "index: {low: 4.5, high: 3}", "groups.1.index", "below high"),
+    ("campaign", "count: 3}", "count: 0}", "groups.0.count", "greater than 0"),
+    ("campaign", "seed: 3", "seed: 3\nphysics: {mach: -1}", "physics.mach", "greater than 0"),
+    ("campaign", "seed: 3", "seed: 3\nphysics: {temperature: 10}", "physics.temperature",
+     "unknown key"),
+    ("campaign", "preset: reference", "preset: relaxed", "preset",
+     "'reference' or 'developed'"),
+    ("campaign", "seed: 3", "seed: 3\nsimulator: {plugin: builtin, cfl: 2}", "simulator.cfl",
+     "less than or equal to 1"),
+    ("campaign", "seed: 3", "seed: 3\nsimulator: {plugin: ramses9}", "simulator.plugin",
+     "unknown simulator plugin"),
+]
+
+
+@pytest.mark.parametrize(("which", "old", "new", "field", "expected"), CASES,
+                         ids=[f"{c[0]}-{c[3] or c[4]}" for c in CASES])
+def test_bad_input(tiny: Path, capsys: pytest.CaptureFixture[str], which: str, old: str,
+                   new: str, field: str | None, expected: str) -> None:
+    root = tiny.parent.parent
+    target = tiny if which == "experiment" else root / "sims" / "tiny.yaml"
+    original = TINY_EXPERIMENT if which == "experiment" else TINY_CAMPAIGN
+    assert old in original
+    write(target, original.replace(old, new, 1))
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(tiny), "--no-progress"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert str(target) in err
+    if field:
+        assert f": {field}: " in err
+    assert expected in err.replace("\n", " ")
+    assert not (root / ".turbexp").exists()
+    assert not (root / "mlflow.db").exists()
+
+
+def test_missing_experiment_file(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", "experiments/none.yaml"])
+    assert info.value.code == 2
+    assert "experiments/none.yaml: file not found" in capsys.readouterr().err
+    assert not (workdir / "mlflow.db").exists()
+
+
+def test_bad_jobs_variable(tiny: Path, capsys: pytest.CaptureFixture[str],
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TURBEXP_JOBS", "lots")
+    with pytest.raises(SystemExit) as info:
+        main(["sims", "run", str(tiny.parent.parent / "sims" / "tiny.yaml")])
+    assert info.value.code == 2
+    assert "TURBEXP_JOBS must be an integer" in capsys.readouterr().err
