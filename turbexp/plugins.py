@@ -102,8 +102,9 @@ def load_registry(entry_points: list[md.EntryPoint] | None = None) -> Registry:
         found: list[PluginInfo] = []
         try:
             module = ep.load()
-            pm.register(module, name=ep.name)
-            pm.check_pending()
+            pm.register(module, name=ep.name)  # validates the hooks against their specs
+            pm.check_pending()  # a misspelt hook fails here instead of never being called
+            # each module's hooks are called on their own, so every plugin is known by package
             for hook_name, kind in hookspecs.HOOK_KINDS.items():
                 if hasattr(module, hook_name):
                     register = _registrar(registry, found, kind, ep.name, package, version)
