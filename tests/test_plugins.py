@@ -118,3 +118,18 @@ def test_third_party_plugin_runs_from_yaml(example_site: Path, tiny: Path) -> No
     assert parent.data.params["features.moments"] == "4"
     assert "turbexp-example-plugin==0.3.1" in parent.data.tags["turbexp.plugins"]
     assert "holdout_roc_auc" in parent.data.metrics
+
+
+def test_a_misspelt_hook_is_reported_not_ignored(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    dist = site / "turbexp_typo-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: turbexp-typo\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[turbexp]\ntypo = turbexp_typo\n")
+    (site / "turbexp_typo.py").write_text(
+        "import turbexp\n\n@turbexp.hookimpl\ndef register_feature(register):\n    pass\n"
+    )
+    result = turbexp_cli("plugins", cwd=tmp_path, env={"PYTHONPATH": str(site)})
+    assert result.returncode == 0
+    assert "typo" in result.stderr and "register_feature" in result.stderr
+    assert "hog" in result.stdout
