@@ -148,6 +148,31 @@ def plugins() -> None:
 
 
 @cli.command()
+@click.argument("model_uri")
+@click.argument("maps", nargs=-1, required=True)
+@click.option("--out", "out_dir", default="predictions", show_default=True,
+              type=click.Path(file_okay=False), help="Folder for the CSV and FITS outputs.")
+@click.option("--max-masked", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Skip tiles with a larger fraction of masked pixels.")
+def predict(model_uri: str, maps: tuple[str, ...], out_dir: str, max_masked: float) -> None:
+    """Spectral index n (or class probability) of column-density MAPS (FITS), tile by tile."""
+    from pathlib import Path
+
+    from turbexp.predict import predict_maps
+
+    results = predict_maps(model_uri, list(maps), Path(out_dir), max_masked=max_masked)
+    table = Table(title=f"turbexp predict {model_uri}")
+    for column in ("map", "quantity", "value ± spread", "tiles used", "masked fraction",
+                   "output"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(str(r.observed.path), r.quantity, f"{r.mean:.4g} ± {r.spread:.2g}",
+                      f"{r.n_tiles} / {r.n_possible}", f"{r.observed.masked_fraction:.3f}",
+                      str(r.output))
+    out.print(table)
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; anything but 127.0.0.1 exposes the UI to the network.")
 @click.option("--port", default=5000, show_default=True, type=int)

@@ -1,0 +1,221 @@
+"""Observed column-density maps from FITS files, cut into tiles a model can score.
+
+A map is the first HDU of the file holding a 2D image (axes of length 1 are
+dropped, so a ``(1, ny, nx)`` cube counts). Its unit comes from ``BUNIT``:
+
+- a mass surface density (``g/cm2``, ``g cm-2``, or anything astropy converts to
+  it, such as ``kg m-2`` or ``solMass/pc2``) is expressed in g/cm²;
+- a number column density (``cm-2``, ``1/cm2``) is converted to g/cm² with a
+  mean particle mass of 2.37 amu;
+- any other unit, or none, is kept as it is, recorded, and warned about.
+
+The unit never changes a prediction: each tile is standardised after log10,
+``(log10 N - mean) / std``, so a constant factor on N (a unit, a mean particle
+mass, an X-factor) cancels. Only maps whose values are not proportional to
+column density (for example a logarithm already taken) give wrong answers.
+
+NaN, ±inf, values ≤ 0 and pixels equal to the ``BLANK`` value are masked. The
+map is cut into non-overlapping square tiles of the model's image size, starting
+at pixel (0, 0); pixels beyond the last whole tile are not used. A tile with
+more than ``max_masked`` of its pixels masked is skipped; in a kept tile the
+masked pixels are filled with the mean of its valid log10 values.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy import units as u
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from turbexp.errors import UserError
+from turbexp.images import standardise
+
+MEAN_PARTICLE_MASS_AMU = 2.37
+"""Mean particle mass used to turn a number column density into g/cm²."""
+
+SURFACE_DENSITY = u.g / u.cm**2
+NUMBER_COLUMN = u.cm**-2
+IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
+
+
+@dataclass
+class ObservedMap:
+    """One 2D map read from a FITS file; masked pixels are NaN in ``data``."""
+
+    path: Path
+    hdu: int  # index of the HDU in the file
+    hdu_name: str
+    data: np.ndarray  # (ny, nx) float64, in ``unit``
+    mask: np.ndarray  # (ny, nx) bool, True where masked
+    unit: str  # "g/cm2" when converted, else the BUNIT as found ("" if none)
+    wcs: WCS | None  # celestial WCS of the two image axes, if the header has one
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def where(self) -> str:
+        """The HDU, as a field name for messages."""
+        return f"HDU {self.hdu} ({self.hdu_name or 'unnamed'})"
+
+    @property
+    def masked_fraction(self) -> float:
+        """Fraction of the map's pixels that are masked."""
+        return float(self.mask.mean())
+
+
+@dataclass
+class Tiles:
+    """The kept tiles of a map, ready for a model, and where they lie."""
+
+    size: int  # tile side in map pixels
+    grid: tuple[int, int]  # tiles per column and per row of the map (n_rows, n_cols)
+    images: np.ndarray  # (k, size, size) float32, standardised log10 column density
+    rows: np.ndarray  # (k,) tile row of each kept tile
+    cols: np.ndarray  # (k,) tile column of each kept tile
+    masked: np.ndarray  # (k,) masked fraction of each kept tile
+
+    @property
+    def x0(self) -> np.ndarray:
+        """First pixel column (0-based) of each kept tile."""
+        return self.cols * self.size
+
+    @property
+    def y0(self) -> np.ndarray:
+        """First pixel row (0-based) of each kept tile."""
+        return self.rows * self.size
+
+
+def read_map(path: str | Path) -> ObservedMap:
+    """The first 2D image of a FITS file, in g/cm² where its unit allows, with its mask."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("no such file", file=str(path), field="MAPS")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, do_not_scale_image_data=True, memmap=False) as hdus:
+                return _first_image(path, hdus)
+    except UserError:
+        raise
+    except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+        reason = str(exc).split(". ")[0]  # astropy's first sentence; the rest is API advice
+        raise UserError(f"not a readable FITS file ({reason})", file=str(path),
+                        field="MAPS") from None
+
+
+def _first_image(path: Path, hdus: fits.HDUList) -> ObservedMap:
+    for index, hdu in enumerate(hdus):
+        if not isinstance(hdu, IMAGE_HDUS) or hdu.data is None:
+            continue
+        raw = np.asarray(hdu.data)
+        if raw.size == 0 or np.squeeze(raw).ndim != 2:
+            continue
+        return _observed(path, index, hdu, raw)
+    shapes = ", ".join(f"{i}: {_shape(h)}" for i, h in enumerate(hdus)) or "none"
+    raise UserError(f"no HDU holds a 2D image (HDU shapes: {shapes})", file=str(path),
+                    field="HDU")
+
+
+def _shape(hdu: Any) -> str:
+    data = hdu.data if isinstance(hdu, IMAGE_HDUS) else None
+    if data is None:
+        return type(hdu).__name__ + " without image"
+    return "×".join(str(n) for n in np.shape(data))
+
+
+def _observed(path: Path, index: int, hdu: Any, raw: np.ndarray) -> ObservedMap:
+    header = hdu.header
+    name = f"HDU {index} ({hdu.name or 'unnamed'})"
+    blank = header.get("BLANK")
+    mask = np.zeros(raw.shape, dtype=bool)
+    if blank is not None and np.issubdtype(raw.dtype, np.number):
+        mask |= raw == blank
+    data = raw.astype(np.float64) * float(header.get("BSCALE", 1.0)) \
+        + float(header.get("BZERO", 0.0))
+    with np.errstate(invalid="ignore"):
+        mask |= ~np.isfinite(data) | (data <= 0)
+    data, mask = np.squeeze(data), np.squeeze(mask)
+    if mask.all():
+        raise UserError("every pixel is blank (NaN, infinite, ≤ 0 or BLANK)", file=str(path),
+                        field=name)
+    notes: list[str] = []
+    factor, unit = _unit_factor(str(header.get("BUNIT", "")).strip(), notes)
+    data = np.where(mask, np.nan, data * factor)
+    wcs = _celestial_wcs(header, raw.shape)
+    return ObservedMap(path, index, hdu.name, data, mask, unit, wcs, notes)
+
+
+def _unit_factor(bunit: str, notes: list[str]) -> tuple[float, str]:
+    """Factor to g/cm² and the unit of the values once multiplied by it."""
+    if not bunit:
+        notes.append("BUNIT: no unit given; the values are taken as proportional to "
+                     "column density")
+        return 1.0, ""
+    unit = None
+    for form in ("fits", "generic"):
+        try:
+            unit = u.Unit(bunit, format=form)
+            break
+        except ValueError:
+            continue
+    if unit is not None and unit.is_equivalent(SURFACE_DENSITY):
+        return float(unit.to(SURFACE_DENSITY)), "g/cm2"
+    if unit is not None and unit.is_equivalent(NUMBER_COLUMN):
+        particle = (MEAN_PARTICLE_MASS_AMU * u.u).to(u.g).value
+        return float(unit.to(NUMBER_COLUMN)) * particle, "g/cm2"
+    notes.append(f"BUNIT: {bunit!r} is neither a mass nor a number column density; the "
+                 "values are kept as they are, taken as proportional to column density")
+    return 1.0, bunit
+
+
+def _celestial_wcs(header: fits.Header, shape: tuple[int, ...]) -> WCS | None:
+    """The WCS of the two non-degenerate image axes when both are celestial, else None."""
+    axes = [len(shape) - i for i, n in enumerate(shape) if n > 1][::-1]  # FITS axis numbers
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wcs = WCS(header)
+            if wcs.naxis != 2 or axes != [1, 2]:
+                wcs = wcs.sub(axes)
+    except Exception:  # a malformed WCS is no reason to refuse the map
+        return None
+    if wcs.naxis != 2 or wcs.celestial.naxis != 2:
+        return None
+    return wcs
+
+
+def tile_map(observed: ObservedMap, size: int, max_masked: float) -> Tiles:
+    """Cut a map into ``size``×``size`` tiles and prepare those with few enough masked pixels."""
+    ny, nx = observed.data.shape
+    n_rows, n_cols = ny // size, nx // size
+    if n_rows == 0 or n_cols == 0:
+        raise UserError(f"the map ({ny}×{nx} pixels) is smaller than one tile of {size}×{size} "
+                        "pixels (the model's image size)", file=str(observed.path),
+                        field=observed.where)
+
+    def blocks(a: np.ndarray) -> np.ndarray:
+        a = a[:n_rows * size, :n_cols * size].reshape(n_rows, size, n_cols, size)
+        return a.transpose(0, 2, 1, 3)  # (n_rows, n_cols, size, size)
+
+    mask = blocks(observed.mask)
+    fraction = mask.mean(axis=(2, 3))
+    keep = (fraction <= max_masked) & (fraction < 1)
+    if not keep.any():
+        raise UserError(
+            f"no {size}×{size} tile has at most {max_masked:.0%} of its pixels masked (the least "
+            f"masked has {fraction.min():.0%}); raise --max-masked to use them",
+            file=str(observed.path), field=observed.where)
+    rows, cols = np.nonzero(keep)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logs = np.log10(blocks(observed.data)[rows, cols])
+    images = []
+    for tile, tile_mask in zip(logs, mask[rows, cols], strict=True):
+        if tile_mask.any():
+            tile = np.where(tile_mask, tile[~tile_mask].mean(), tile)
+        images.append(standardise(tile))
+    return Tiles(size, (n_rows, n_cols), np.stack(images), rows, cols, fraction[rows, cols])

@@ -1,0 +1,263 @@
+"""Predictions of a logged turbexp model on observed column-density maps, tile by tile.
+
+Each map is cut into tiles of the model's image size (see :mod:`turbexp.maps`);
+a regression model gives the spectral index n of every tile, a classifier the
+probability of class 1 (or its decision score when the model has no
+probabilities). Per map, the mean and standard deviation over its tiles are
+reported; the spread shows how much the answer varies across the cloud, it is
+not a calibrated uncertainty.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from turbexp.errors import UserError, gather
+from turbexp.maps import ObservedMap, Tiles, read_map, tile_map
+from turbexp.progress import console
+
+FIELD = "MODEL_URI"
+CSV_NAME = "predictions.csv"
+CSV_COLUMNS = ("map", "tile_row", "tile_col", "x0", "y0", "masked_fraction", "prediction")
+
+
+@dataclass
+class ModelDescription:
+    """What predicting needs to know about a logged model, before loading it."""
+
+    uri: str
+    run_id: str
+    size: int  # image side in pixels, from the signature
+    classes: list[str]  # class names in label order; empty for a regression model
+
+    @property
+    def classifies(self) -> bool:
+        return bool(self.classes)
+
+
+@dataclass
+class MapPrediction:
+    """The predictions for one map."""
+
+    observed: ObservedMap
+    tiles: Tiles
+    values: np.ndarray  # (k,) one prediction per kept tile
+    quantity: str  # "spectral index n", "P(<class 1>)" or "score(<class 1>)"
+    output: Path  # the FITS map of per-tile predictions
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def spread(self) -> float:
+        """Standard deviation over tiles (0 for a single tile)."""
+        return float(np.std(self.values))
+
+    @property
+    def n_tiles(self) -> int:
+        return len(self.values)
+
+    @property
+    def n_possible(self) -> int:
+        return self.tiles.grid[0] * self.tiles.grid[1]
+
+    def image(self) -> np.ndarray:
+        """The per-tile predictions on the tile grid, NaN where a tile was skipped."""
+        grid = np.full(self.tiles.grid, np.nan)
+        grid[self.tiles.rows, self.tiles.cols] = self.values
+        return grid
+
+
+@contextmanager
+def _quiet_mlflow() -> Iterator[None]:
+    """No artifact download bars or library warnings while a model is read."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
+def describe_model(uri: str) -> ModelDescription:
+    """Check that ``uri`` names a turbexp model; its image size and classes."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with _quiet_mlflow():
+            info = mlflow.models.get_model_info(uri)
+    except (MlflowException, OSError) as exc:
+        raise UserError(f"no MLflow model at {uri!r} ({exc})", field=FIELD) from None
+    not_ours = f"{uri!r} is not a turbexp model: "
+    if "sklearn" not in (info.flavors or {}):
+        raise UserError(not_ours + "it has no scikit-learn flavour", field=FIELD)
+    size = _image_size(info.signature)
+    if size is None:
+        raise UserError(not_ours + "its signature is not a float32 tensor (-1, size, size)",
+                        field=FIELD)
+    if not info.run_id:
+        raise UserError(not_ours + "it names no MLflow run", field=FIELD)
+    try:
+        run = mlflow.get_run(info.run_id)
+    except MlflowException as exc:
+        raise UserError(f"the run {info.run_id} of {uri!r} is not in the tracking store "
+                        f"{mlflow.get_tracking_uri()} ({exc})", field=FIELD) from None
+    tag = run.data.tags.get("turbexp.classes")
+    if tag is None:
+        raise UserError(not_ours + f"its run {info.run_id} has no tag turbexp.classes",
+                        field=FIELD)
+    try:
+        classes = [str(c) for c in json.loads(tag)]
+    except (ValueError, TypeError):
+        raise UserError(not_ours + f"the tag turbexp.classes of run {info.run_id} is not a "
+                        f"JSON list: {tag!r}", field=FIELD) from None
+    if len(classes) == 1:
+        raise UserError(not_ours + f"its run {info.run_id} names one class only", field=FIELD)
+    return ModelDescription(uri, info.run_id, size, classes)
+
+
+def _image_size(signature: Any) -> int | None:
+    """The side of the square float32 images a signature asks for, else None."""
+    try:
+        [spec] = signature.inputs.inputs
+        shape = tuple(spec.shape)
+        dtype = np.dtype(spec.type)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if dtype != np.float32 or len(shape) != 3 or shape[1] != shape[2] or shape[1] < 1:
+        return None
+    return int(shape[1])
+
+
+def load_pipeline(description: ModelDescription) -> Any:
+    """The fitted scikit-learn pipeline (skops format; the trusted types come with the model)."""
+    import mlflow.sklearn
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with _quiet_mlflow():
+            return mlflow.sklearn.load_model(description.uri)
+    except (MlflowException, OSError, ValueError, TypeError) as exc:
+        raise UserError(f"cannot load the model at {description.uri!r}: {exc}",
+                        field=FIELD) from None
+
+
+def score(pipeline: Any, description: ModelDescription,
+          images: np.ndarray) -> tuple[np.ndarray, str]:
+    """The prediction for each image, and the quantity it is."""
+    if not description.classifies:
+        return np.asarray(pipeline.predict(images), dtype=np.float64), "spectral index n"
+    name = description.classes[1]
+    if hasattr(pipeline, "predict_proba"):
+        return np.asarray(pipeline.predict_proba(images))[:, 1], f"P({name})"
+    if hasattr(pipeline, "decision_function"):
+        return np.asarray(pipeline.decision_function(images), dtype=np.float64), f"score({name})"
+    return np.asarray(pipeline.predict(images), dtype=np.float64), f"label (1 = {name})"
+
+
+def predict_maps(uri: str, paths: list[str], out_dir: Path,
+                 max_masked: float = 0.1) -> list[MapPrediction]:
+    """Predict every map and write the CSV and FITS outputs to ``out_dir``.
+
+    Everything is checked (the model, then every map) before anything is written.
+    """
+    description = describe_model(uri)
+
+    def prepare(path: str) -> tuple[ObservedMap, Tiles]:
+        observed = read_map(path)
+        return observed, tile_map(observed, description.size, max_masked)
+
+    prepared = gather(prepare, paths)
+    maps = [observed for observed, _ in prepared]
+    _check_unique_stems(maps)
+    for observed in maps:
+        for note in observed.warnings:
+            console.print(f"[yellow]warning:[/] {observed.path}: {note}", soft_wrap=True,
+                          highlight=False)
+    pipeline = load_pipeline(description)
+    results = []
+    for observed, tiled in prepared:
+        values, quantity = score(pipeline, description, tiled.images)
+        results.append(MapPrediction(observed, tiled, values, quantity,
+                                     out_dir / f"{observed.path.stem}_predictions.fits"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for result in results:
+        _write_fits(result, uri, max_masked)
+    _write_csv(results, out_dir / CSV_NAME)
+    return results
+
+
+def _check_unique_stems(maps: list[ObservedMap]) -> None:
+    seen: dict[str, Path] = {}
+    for observed in maps:
+        stem = observed.path.stem
+        if stem in seen:
+            raise UserError(f"{seen[stem]} and {observed.path} would both write "
+                            f"{stem}_predictions.fits; rename one", file=str(observed.path),
+                            field="MAPS")
+        seen[stem] = observed.path
+
+
+@contextmanager
+def _atomic(target: Path) -> Iterator[Path]:
+    """A temporary path beside ``target``, renamed to it when the block succeeds."""
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _write_csv(results: list[MapPrediction], target: Path) -> None:
+    with _atomic(target) as temporary:
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(CSV_COLUMNS)
+            for r in results:
+                t = r.tiles
+                for row, col, x0, y0, masked, value in zip(t.rows, t.cols, t.x0, t.y0, t.masked,
+                                                           r.values, strict=True):
+                    writer.writerow([str(r.observed.path), int(row), int(col), int(x0), int(y0),
+                                     f"{masked:.6g}", f"{value:.8g}"])
+
+
+def _write_fits(result: MapPrediction, uri: str, max_masked: float) -> None:
+    from astropy.io import fits
+
+    observed, size = result.observed, result.tiles.size
+    header = fits.Header()
+    if observed.wcs is not None:
+        header.update(observed.wcs[::size, ::size].to_header())
+    header["MODEL"] = (uri, "MLflow model URI")
+    header["QUANTITY"] = (result.quantity, "predicted per tile")
+    header["TILESIZE"] = (size, "tile side in pixels of the input map")
+    header["MAXMASK"] = (max_masked, "tiles with a larger masked fraction are NaN")
+    header["MAPFILE"] = (observed.path.name, "input map")
+    header["MAPHDU"] = (observed.hdu, "HDU of the input map")
+    header["MAPUNIT"] = (observed.unit, "unit of the input map as read")
+    header["MASKFRAC"] = (observed.masked_fraction, "masked fraction of the input map")
+    header["NTILES"] = (result.n_tiles, "tiles predicted")
+    header["PREDMEAN"] = (result.mean, "mean over tiles")
+    header["PREDSTD"] = (result.spread, "standard deviation over tiles")
+    with _atomic(result.output) as temporary:
+        fits.PrimaryHDU(result.image(), header=header).writeto(temporary, overwrite=True)
