@@ -1,6 +1,10 @@
-"""The builtin simulator: conservation, projections, failures, parameters, discovery."""
+"""The builtin simulator: conservation, agreement with the numpy reference, projections,
+failures, parameters, discovery."""
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pydantic
@@ -13,6 +17,19 @@ from turbexp.projection import column_density
 from turbexp.turbulence import velocity_field
 from turbexp.units import MYR_S, PC_CM, sound_speed_cm_s, time_code, time_unit_s
 from turbexp_plugins.builtin import BuiltinSimulator, solver
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    """A module of ``benchmarks/`` (not a package) by its file."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+numpy_reference = _load("numpy_reference")  # the scheme in plain vectorised numpy
 
 REFERENCE = Physics(
     box_pc=10.0,
@@ -131,9 +148,9 @@ def reference_rate_of_change(
 @pytest.mark.parametrize("limiter", solver.LIMITER_NAMES)
 @pytest.mark.parametrize("riemann", ["llf", "hll"])
 def test_rate_of_change_matches_a_plain_implementation(riemann, limiter):
-    state = turbulent_state(24)  # 24 is not a multiple of the slab thickness
+    state = turbulent_state(24)
     expected = reference_rate_of_change(state, riemann, limiter)
-    got = solver.rate_of_change(state, solver.FLUXES[riemann], 1e-6, solver.LIMITERS[limiter])
+    got = solver.rate_of_change(state, riemann, limiter)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
 
 
@@ -142,8 +159,63 @@ def test_rate_of_change_on_non_cubic_grids(shape):
     state = turbulent_state(40)[:, : shape[0], : shape[1], : shape[2]].copy()
     for limiter in solver.LIMITER_NAMES:
         expected = reference_rate_of_change(state, "hll", limiter)
-        got = solver.rate_of_change(state, solver.flux_hll, 1e-6, solver.LIMITERS[limiter])
+        got = solver.rate_of_change(state, "hll", limiter)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+
+
+def assert_matches_reference(got: np.ndarray, expected: np.ndarray) -> None:
+    """Agreement to 1e-13 relative (of each value, and of the largest where values are tiny)."""
+    atol = 1e-13 * np.abs(expected).max()
+    np.testing.assert_allclose(got, expected, rtol=1e-13, atol=atol)
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 16), (24, 16, 20), (2, 40, 1)])
+@pytest.mark.parametrize("limiter", solver.LIMITER_NAMES)
+@pytest.mark.parametrize("riemann", solver.RIEMANN_SOLVERS)
+def test_evolve_matches_the_numpy_reference(riemann, limiter, shape):
+    """The compiled solver against benchmarks/numpy_reference.py, whole runs with CFL steps."""
+    state0 = turbulent_state(40)[:, : shape[0], : shape[1], : shape[2]].copy()
+    state0[:, 3:6, 2:5] *= 0.05  # a low-density pocket: steep gradients for the limiters
+    got, steps = solver.evolve(state0, 0.03, riemann=riemann, limiter=limiter)
+    expected, expected_steps = numpy_reference.evolve(state0, 0.03, riemann=riemann,
+                                                      limiter=limiter)
+    assert steps == expected_steps > 3
+    assert_matches_reference(got, expected)
+    rate = solver.rate_of_change(state0, riemann, limiter)
+    assert_matches_reference(rate, numpy_reference.rate_of_change(state0, riemann, limiter))
+
+
+def test_density_floor_matches_the_numpy_reference():
+    state0 = turbulent_state(16)
+    state0[:, 4:8, 4:8, 4:8] *= 1e-9
+    got, steps = solver.evolve(state0, 0.01, density_floor=1e-3, riemann="hll")
+    expected, _ = numpy_reference.evolve(state0, 0.01, density_floor=1e-3, riemann="hll")
+    assert steps > 1
+    assert_matches_reference(got, expected)
+
+
+def test_any_memory_layout_of_the_input_gives_the_same_run():
+    state0 = turbulent_state(40)[:, :12, :10, :8].copy()
+    view = np.asfortranarray(turbulent_state(40))[:, :12, :10, :8]  # neither C nor F ordered
+    assert np.array_equal(view, state0) and not view.flags.c_contiguous
+    assert np.array_equal(solver.evolve(view, 0.01)[0], solver.evolve(state0, 0.01)[0])
+
+
+def test_fixed_steps_match_the_numpy_reference():
+    state0 = turbulent_state(12)
+    dt = 0.4 / 12 / solver.max_signal_speed(state0, 1e-6)
+    assert solver.max_signal_speed(state0, 1e-6) == numpy_reference.max_signal_speed(state0, 1e-6)
+    got = solver.advance(state0, dt, 5, riemann="hll", limiter="mc")
+    assert_matches_reference(got, numpy_reference.advance(state0, dt, 5, riemann="hll",
+                                                          limiter="mc"))
+
+
+def test_benchmark_script_runs(capsys):
+    _load("solver").main(["--grids", "8", "--steps", "1", "--repeats", "1", "--memory-grid", "8",
+                          "--memory-steps", "1", "--no-compile"])
+    out = capsys.readouterr().out
+    assert "| 8³ | 1 |" in out and "0.0e+00 |" in out
+    assert "peak memory of a 8³ builtin-simulator run" in out
 
 
 def sound_wave_error(grid: int, riemann: str, t: float = 0.25, eps: float = 1e-3) -> float:

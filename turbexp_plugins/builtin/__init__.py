@@ -1,4 +1,4 @@
-"""The ``builtin`` simulator: decaying isothermal turbulence with a numpy finite-volume solver."""
+"""The ``builtin`` simulator: decaying isothermal turbulence with a finite-volume solver."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class BuiltinSimulator(Simulator):
 
     name: ClassVar[str] = "builtin"
     description: ClassVar[str] = (
-        "isothermal decaying turbulence, second-order finite volume (numpy), uniform grid"
+        "isothermal decaying turbulence, second-order finite volume (numba), uniform grid"
     )
 
     class Params(PluginParams):

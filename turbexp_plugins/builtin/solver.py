@@ -13,26 +13,41 @@ or HLL (``"hll"``) approximate Riemann solver, all three directions added at onc
 (dimensionally unsplit), and two-stage strong-stability-preserving Runge-Kutta
 (Heun) time stepping. Fluxes are differenced in conservative form, so mass and
 momentum are conserved to round-off.
+
+The work is done by the compiled kernels of :mod:`.kernels` (numba, float64, in
+parallel over the cores numba is given). The first call in a process compiles
+them or loads them from numba's on-disk cache. A run holds four state-sized
+arrays besides its input: the state, one Runge-Kutta stage, the primitives and a
+rate of change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 
 import numpy as np
 
 from turbexp.errors import SimulationError
+from turbexp_plugins.builtin import kernels
+from turbexp_plugins.builtin.kernels import SOUND_SPEED
 
-SOUND_SPEED = 1.0
 RIEMANN_SOLVERS = ("llf", "hll")
 LIMITER_NAMES = ("minmod", "vanleer", "mc")
 SCHEME = "finite volume, PLM minmod, unsplit, SSP-RK2"
 """The scheme with the default limiter; :func:`scheme` names it for any limiter."""
-SLAB_CELLS = 8192
-"""Cells per slab in :func:`rate_of_change` (a cache-size trade-off, not a physical choice)."""
 
-FluxFunction = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
-Limiter = Callable[[np.ndarray, np.ndarray], np.ndarray]
+__all__ = [
+    "LIMITER_NAMES",
+    "RIEMANN_SOLVERS",
+    "SCHEME",
+    "SOUND_SPEED",
+    "advance",
+    "evolve",
+    "initial_state",
+    "max_signal_speed",
+    "rate_of_change",
+    "scheme",
+]
 
 
 def scheme(limiter: str = "minmod") -> str:
@@ -47,154 +62,63 @@ def initial_state(velocity: np.ndarray, density: float | np.ndarray = 1.0) -> np
     return np.concatenate([rho[None], rho[None] * velocity])
 
 
-def primitives(state: np.ndarray, density_floor: float) -> np.ndarray:
-    """Primitive variables ``(ρ, u, v, w)``; the density used is at least ``density_floor``."""
-    rho = np.maximum(state[0], density_floor)
-    return np.concatenate([rho[None], state[1:] / rho])
+def _active_axes(state: np.ndarray) -> tuple[bool, bool, bool]:
+    """Whether each grid axis has more than one cell (only those carry fluxes)."""
+    return tuple(n > 1 for n in state.shape[1:])
 
 
-def minmod(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Minmod limiter: the smaller of ``a`` and ``b`` in magnitude, 0 where signs differ."""
-    sign = np.sign(a)
-    out = b * sign
-    np.minimum(out, np.abs(a), out=out)
-    np.maximum(out, 0.0, out=out)
-    out *= sign
-    return out
+def _codes(riemann: str, limiter: str) -> tuple[int, int]:
+    """Kernel codes of a Riemann solver and a limiter, refusing unknown names."""
+    if riemann not in RIEMANN_SOLVERS:
+        raise ValueError(f"unknown Riemann solver {riemann!r}; expected one of {RIEMANN_SOLVERS}")
+    if limiter not in LIMITER_NAMES:
+        raise ValueError(f"unknown slope limiter {limiter!r}; expected one of {LIMITER_NAMES}")
+    return RIEMANN_SOLVERS.index(riemann), LIMITER_NAMES.index(limiter)
 
 
-def vanleer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Van Leer limiter: the harmonic mean ``2ab / (a + b)`` where signs agree, else 0."""
-    product = a * b
-    total = a + b
-    np.maximum(product, 0.0, out=product)
-    product *= 2.0
-    np.divide(product, total, out=product, where=product > 0)
-    return product
+def _owned_state(state: np.ndarray) -> np.ndarray:
+    """A C-ordered float64 copy of a (4, nx, ny, nz) state."""
+    state = np.array(state, dtype=np.float64, order="C", copy=True)
+    if state.ndim != 4 or state.shape[0] != 4 or min(state.shape[1:]) < 1:
+        raise ValueError(f"state must have shape (4, nx, ny, nz), got {state.shape}")
+    return state
 
 
-def mc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Monotonised central limiter: ``minmod((a + b) / 2, 2a, 2b)``."""
-    out = minmod(a, b)
-    out *= 2.0
-    central = a + b
-    central *= 0.5
-    return minmod(central, out)
-
-
-LIMITERS: dict[str, Limiter] = {"minmod": minmod, "vanleer": vanleer, "mc": mc}
-
-
-def _conserved_and_flux(prim: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
-    """Conserved variables and physical flux along direction ``d`` of primitive states."""
-    rho = prim[0]
-    mass_flux = rho * prim[1 + d]
-    cons = prim * rho
-    cons[0] = rho
-    flux = prim * mass_flux
-    flux[0] = mass_flux
-    flux[1 + d] += SOUND_SPEED**2 * rho
-    return cons, flux
-
-
-def flux_llf(left: np.ndarray, right: np.ndarray, d: int) -> np.ndarray:
-    """Local Lax-Friedrichs (Rusanov) flux between primitive states ``left`` and ``right``."""
-    ul, fl = _conserved_and_flux(left, d)
-    ur, fr = _conserved_and_flux(right, d)
-    speed = np.maximum(np.abs(left[1 + d]), np.abs(right[1 + d]))
-    speed += SOUND_SPEED
-    fl += fr
-    ur -= ul
-    ur *= speed
-    fl -= ur
-    fl *= 0.5
-    return fl  # (F_L + F_R)/2 - a (U_R - U_L)/2
-
-
-def flux_hll(left: np.ndarray, right: np.ndarray, d: int) -> np.ndarray:
-    """HLL flux with Davis wave-speed estimates between primitive states."""
-    ul, fl = _conserved_and_flux(left, d)
-    ur, fr = _conserved_and_flux(right, d)
-    s_left = np.minimum(left[1 + d], right[1 + d])
-    s_left -= SOUND_SPEED
-    np.minimum(s_left, 0.0, out=s_left)
-    s_right = np.maximum(left[1 + d], right[1 + d])
-    s_right += SOUND_SPEED
-    np.maximum(s_right, 0.0, out=s_right)
-    fl *= s_right
-    fr *= s_left
-    fl -= fr
-    ur -= ul
-    ur *= s_left * s_right
-    fl += ur
-    fl /= s_right - s_left
-    return fl  # (S_R F_L - S_L F_R + S_L S_R (U_R - U_L)) / (S_R - S_L)
-
-
-FLUXES: dict[str, FluxFunction] = {"llf": flux_llf, "hll": flux_hll}
-
-
-def _along(axis: int, start: int | None, stop: int | None) -> tuple[slice, ...]:
-    """Index selecting ``start:stop`` along ``axis`` of a (4, ...) array."""
-    index = [slice(None)] * 4
-    index[axis] = slice(start, stop)
-    return tuple(index)
-
-
-def _wrap(prim: np.ndarray, axis: int) -> np.ndarray:
-    """``prim`` with two periodic ghost cells added on each side along ``axis``."""
-    return np.concatenate(
-        [prim[_along(axis, -2, None)], prim, prim[_along(axis, None, 2)]], axis=axis
-    )
-
-
-def _flux_difference(
-    padded: np.ndarray,
-    axis: int,
-    flux: FluxFunction,
+def _flux_differences(
+    state: np.ndarray,
+    prim: np.ndarray,
+    dudt: np.ndarray,
+    riemann: int,
+    limiter: int,
     density_floor: float,
-    limiter: Limiter = minmod,
-) -> np.ndarray:
-    """``F[i+1/2] - F[i-1/2]`` along ``axis`` for primitives with two ghost cells there."""
-    d = axis - 1
-    diff = np.diff(padded, axis=axis)  # W[i+1] - W[i] for i = -2 .. n
-    half = limiter(diff[_along(axis, None, -1)], diff[_along(axis, 1, None)])
-    half *= 0.5  # half the limited slope of cells -1 .. n
-    cells = padded[_along(axis, 1, -1)]  # cells -1 .. n
-    left = cells[_along(axis, None, -1)] + half[_along(axis, None, -1)]  # faces -1/2 .. n-1/2
-    right = cells[_along(axis, 1, None)] - half[_along(axis, 1, None)]
-    np.maximum(left[0], density_floor, out=left[0])
-    np.maximum(right[0], density_floor, out=right[0])
-    return np.diff(flux(left, right, d), axis=axis)
+) -> None:
+    """``dudt = -Σ_d (F_d[i+1/2] - F_d[i-1/2])`` (not yet divided by dx); ``prim`` is scratch.
+
+    The arguments of the kernels always have the same types (float64 C-ordered
+    arrays, Python ints, floats and bools), so each kernel is compiled once.
+    """
+    kernels.primitives(state, prim, density_floor)
+    axes = [axis for axis, active in enumerate(_active_axes(state)) if active]
+    if not axes:
+        dudt.fill(0.0)
+    for axis in axes:
+        kernels.sweep(prim, dudt, axis, axis == axes[0], limiter, riemann, density_floor)
 
 
 def rate_of_change(
-    state: np.ndarray, flux: FluxFunction, density_floor: float, limiter: Limiter = minmod
+    state: np.ndarray, riemann: str = "llf", limiter: str = "minmod", density_floor: float = 1e-6
 ) -> np.ndarray:
     """``dU/dt = -Σ_d ∂F_d/∂x_d`` from limited piecewise-linear interface states.
 
-    Axes with a single cell are skipped. Works through slabs of x-planes of about
-    ``SLAB_CELLS`` cells, so that the temporaries stay in cache.
+    Axes with a single cell are skipped.
     """
-    nx, ny, nz = state.shape[1:]
-    slab = max(1, SLAB_CELLS // (ny * nz))
-    prim = primitives(state, density_floor)
-    prim_x = _wrap(prim, 1) if nx > 1 else prim
-    transverse = [axis for axis in (2, 3) if state.shape[axis] > 1]
+    riemann_code, limiter_code = _codes(riemann, limiter)
+    state = np.ascontiguousarray(state, dtype=np.float64)
     dudt = np.empty_like(state)
-    for i0 in range(0, nx, slab):
-        i1 = min(i0 + slab, nx)
-        out = dudt[:, i0:i1]
-        if nx > 1:
-            block = prim_x[:, i0 : i1 + 4]  # x-planes i0-2 .. i1+1
-            np.negative(_flux_difference(block, 1, flux, density_floor, limiter), out=out)
-            inner = block[:, 2:-2]
-        else:
-            out.fill(0.0)
-            inner = prim_x[:, i0:i1]
-        for axis in transverse:
-            out -= _flux_difference(_wrap(inner, axis), axis, flux, density_floor, limiter)
-    dudt *= max(nx, ny, nz)  # 1 / dx
+    _flux_differences(
+        state, np.empty_like(state), dudt, riemann_code, limiter_code, float(density_floor)
+    )
+    dudt *= max(state.shape[1:])  # 1 / dx
     return dudt
 
 
@@ -203,25 +127,72 @@ def max_signal_speed(state: np.ndarray, density_floor: float) -> float:
 
     This is the speed limiting the unsplit time step.
     """
-    active = [d for d in range(3) if state.shape[1 + d] > 1]
-    if not active:
+    active = _active_axes(state)
+    if not any(active):
         return SOUND_SPEED
-    rho = np.maximum(state[0], density_floor)
-    momenta = state[1:] if len(active) == 3 else state[[1 + d for d in active]]
-    return float(np.max(np.sum(np.abs(momenta), axis=0) / rho)) + len(active) * SOUND_SPEED
+    state = np.ascontiguousarray(state, dtype=np.float64)
+    top = kernels.max_speed_sum(state, float(density_floor), active)
+    return float(top) + sum(active) * SOUND_SPEED
 
 
-def _enforce(state: np.ndarray, density_floor: float, step: int, t: float) -> None:
-    """Fail on a non-finite or non-positive state; lift densities below the floor."""
+def _check(non_finite: int, rho_min: float, step: int, t: float) -> None:
+    """Fail on a state with non-finite values or a density at or below zero."""
     where = f"at step {step} (t = {t:.6g} code units)"
     hint = "; the run is numerically unstable: lower the CFL number" if step > 0 else ""
-    if not np.all(np.isfinite(state)):
+    if non_finite:
         raise SimulationError(f"the state has non-finite values {where}{hint}")
-    rho_min = float(state[0].min())
     if rho_min <= 0.0:
         raise SimulationError(f"the density became non-positive (min {rho_min:.3g}) {where}{hint}")
-    if rho_min < density_floor:
-        np.maximum(state[0], density_floor, out=state[0])
+
+
+class _Heun:
+    """Two-stage SSP Runge-Kutta steps of an owned state, with the scratch arrays they need."""
+
+    def __init__(self, state: np.ndarray, riemann: str, limiter: str, density_floor: float):
+        self.riemann, self.limiter = _codes(riemann, limiter)
+        if not density_floor > 0:
+            raise ValueError(f"density_floor must be > 0, got {density_floor}")
+        self.floor = float(density_floor)
+        self.state = state
+        non_finite = state.size - int(np.count_nonzero(np.isfinite(state)))
+        _check(non_finite, float(state[0].min()), 0, 0.0)
+        np.maximum(state[0], self.floor, out=state[0])
+        self.scale = float(max(state.shape[1:]))  # 1 / dx
+        self.prim = np.empty_like(state)
+        self.stage = np.empty_like(state)
+        self.dudt = np.empty_like(state)
+
+    def step(self, dt: float, step: int, t_stage: float, t_new: float) -> None:
+        """Advance by ``dt``; ``step``, ``t_stage`` and ``t_new`` only label errors."""
+        state, stage = self.state, self.stage
+        dt = float(dt)
+        self._rate(state, stage)
+        _check(*kernels.first_stage(state, stage, dt, self.scale, self.floor), step, t_stage)
+        self._rate(stage, self.dudt)
+        checks = kernels.second_stage(state, stage, self.dudt, dt, self.scale, self.floor)
+        _check(*checks, step, t_new)
+
+    def _rate(self, state: np.ndarray, dudt: np.ndarray) -> None:
+        _flux_differences(state, self.prim, dudt, self.riemann, self.limiter, self.floor)
+
+
+def advance(
+    state: np.ndarray,
+    dt: float,
+    steps: int,
+    *,
+    riemann: str = "llf",
+    limiter: str = "minmod",
+    density_floor: float = 1e-6,
+) -> np.ndarray:
+    """``steps`` steps of a fixed ``dt`` (no CFL control); returns the new state.
+
+    Used to time the solver; raises :class:`SimulationError` like :func:`evolve`.
+    """
+    heun = _Heun(_owned_state(state), riemann, limiter, density_floor)
+    for step in range(1, steps + 1):
+        heun.step(dt, step, step * dt, step * dt)
+    return heun.state
 
 
 def evolve(
@@ -244,42 +215,29 @@ def evolve(
     only operation that does not conserve mass). Raises :class:`SimulationError`
     if the state becomes non-finite or non-positive, or after ``max_steps`` steps.
     """
-    state = np.array(state, dtype=np.float64, copy=True)
-    if state.ndim != 4 or state.shape[0] != 4 or min(state.shape[1:]) < 1:
-        raise ValueError(f"state must have shape (4, nx, ny, nz), got {state.shape}")
-    if riemann not in FLUXES:
-        raise ValueError(f"unknown Riemann solver {riemann!r}; expected one of {RIEMANN_SOLVERS}")
-    if limiter not in LIMITERS:
-        raise ValueError(f"unknown slope limiter {limiter!r}; expected one of {LIMITER_NAMES}")
+    state = _owned_state(state)
+    _codes(riemann, limiter)
     if not cfl > 0:
         raise ValueError(f"cfl must be > 0, got {cfl}")
     if not density_floor > 0:
         raise ValueError(f"density_floor must be > 0, got {density_floor}")
-    if not (np.isfinite(t_end) and t_end >= 0):
+    if not (math.isfinite(t_end) and t_end >= 0):
         raise ValueError(f"t_end must be finite and >= 0, got {t_end}")
-    flux = FLUXES[riemann]
-    slope = LIMITERS[limiter]
+    heun = _Heun(state, riemann, limiter, density_floor)
     dx = 1.0 / max(state.shape[1:])
     t = 0.0
     steps = 0
-    with np.errstate(over="ignore", invalid="ignore"):
-        _enforce(state, density_floor, steps, t)
-        while t < t_end:
-            if steps >= max_steps:
-                raise SimulationError(
-                    f"no end after {max_steps} steps (t = {t:.6g} of {t_end:.6g} code units); "
-                    "the time step has collapsed"
-                )
-            dt = cfl * dx / max_signal_speed(state, density_floor)
-            last = t + dt >= t_end
-            if last:
-                dt = t_end - t
-            stage = state + dt * rate_of_change(state, flux, density_floor, slope)
-            _enforce(stage, density_floor, steps + 1, t + dt)
-            stage += dt * rate_of_change(stage, flux, density_floor, slope)
-            state += stage
-            state *= 0.5
-            steps += 1
-            t = t_end if last else t + dt
-            _enforce(state, density_floor, steps, t)
-    return state, steps
+    while t < t_end:
+        if steps >= max_steps:
+            raise SimulationError(
+                f"no end after {max_steps} steps (t = {t:.6g} of {t_end:.6g} code units); "
+                "the time step has collapsed"
+            )
+        dt = cfl * dx / max_signal_speed(state, density_floor)
+        last = t + dt >= t_end
+        if last:
+            dt = t_end - t
+        heun.step(dt, steps + 1, t + dt, t_end if last else t + dt)
+        steps += 1
+        t = t_end if last else t + dt
+    return heun.state, steps
