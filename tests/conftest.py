@@ -72,6 +72,19 @@ def tiny(workdir: Path) -> Path:
     return write(workdir / "experiments" / "tiny.yaml", TINY_EXPERIMENT)
 
 
+def fake_distribution(site: Path, name: str, entry_point: str, source: str,
+                      version: str = "0.1") -> Path:
+    """Install, for real, a one-module distribution registering ``entry_point`` in the
+    ``turbexp`` group into the folder ``site`` (put it on PYTHONPATH to use it)."""
+    module = name.replace("-", "_")
+    dist = site / f"{module}-{version}.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (dist / "entry_points.txt").write_text(f"[turbexp]\n{entry_point} = {module}\n")
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    return site
+
+
 def turbexp_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
                 timeout: int = 600) -> subprocess.CompletedProcess:
     """Run the real ``turbexp`` command in a subprocess."""

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from conftest import TINY_CAMPAIGN, turbexp_cli, write
+from conftest import TINY_CAMPAIGN, fake_distribution, turbexp_cli, write
 
 from turbexp.campaign import plan_campaign, run_campaign
 from turbexp.experiment import plan_experiment
@@ -120,17 +120,8 @@ def register_simulators(register):
 '''
 
 
-def _install_flaky(folder: Path) -> None:
-    dist = folder / "turbexp_flaky-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: turbexp-flaky\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[turbexp]\nflaky = turbexp_flaky\n")
-    (folder / "turbexp_flaky.py").write_text(FLAKY)
-
-
 def test_failed_simulations_are_recorded_and_retried(workdir: Path) -> None:
-    site = workdir / "site"
-    _install_flaky(site)
+    site = fake_distribution(workdir / "site", "turbexp-flaky", "flaky", FLAKY)
     campaign = _campaign(workdir, TINY_CAMPAIGN.replace("preset: reference",
                                                         "simulator: flaky"))
     env = {"PYTHONPATH": str(site), "FLAKY_FIXED": str(workdir / "fixed")}

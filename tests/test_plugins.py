@@ -9,7 +9,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import ROOT, TINY_EXPERIMENT, turbexp_cli, write
+from conftest import ROOT, TINY_EXPERIMENT, fake_distribution, turbexp_cli, write
 
 from turbexp.plugins import load_registry
 
@@ -36,13 +36,8 @@ def test_builtin_plugins_come_from_entry_points() -> None:
 
 def _broken_distribution(folder: Path) -> None:
     """A real installed distribution whose entry point fails to import."""
-    dist = folder / "turbexp_broken-1.2.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: turbexp-broken\nVersion: 1.2\n")
-    (dist / "entry_points.txt").write_text("[turbexp]\nbroken = turbexp_broken_module\n")
-    (folder / "turbexp_broken_module.py").write_text(
-        "import a_module_that_does_not_exist\n"
-    )
+    fake_distribution(folder, "turbexp-broken", "broken", "import a_module_that_does_not_exist\n",
+                      version="1.2")
 
 
 def test_a_broken_plugin_is_reported_and_the_rest_work(tiny: Path, tmp_path: Path) -> None:
@@ -121,13 +116,9 @@ def test_third_party_plugin_runs_from_yaml(example_site: Path, tiny: Path) -> No
 
 
 def test_a_misspelt_hook_is_reported_not_ignored(tmp_path: Path) -> None:
-    site = tmp_path / "site"
-    dist = site / "turbexp_typo-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: turbexp-typo\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[turbexp]\ntypo = turbexp_typo\n")
-    (site / "turbexp_typo.py").write_text(
-        "import turbexp\n\n@turbexp.hookimpl\ndef register_feature(register):\n    pass\n"
+    site = fake_distribution(
+        tmp_path / "site", "turbexp-typo", "typo",
+        "import turbexp\n\n@turbexp.hookimpl\ndef register_feature(register):\n    pass\n",
     )
     result = turbexp_cli("plugins", cwd=tmp_path, env={"PYTHONPATH": str(site)})
     assert result.returncode == 0
