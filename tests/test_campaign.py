@@ -177,3 +177,18 @@ def test_two_campaigns_on_one_cache_make_each_simulation_once(workdir: Path) -> 
     files = sorted(p.name for p in store.root.rglob("*.npz"))
     assert files == sorted(f"{s.key}.npz" for s in plan.simulations)
     assert all(store.verify(s.key) for s in plan.simulations)
+
+
+def test_a_damaged_cache_file_is_redone_not_used(workdir: Path) -> None:
+    plan = plan_campaign(_campaign(workdir))
+    store = SimulationStore(workdir / "cache")
+    run_campaign(plan, store, show_progress=False)
+    key = plan.simulations[0].key
+    original = store.get(key).column_density
+    path = store.path(key)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+    again = run_campaign(plan, store, show_progress=False)
+    assert (again.done, again.reused) == (1, 5)
+    np.testing.assert_array_equal(store.get(key).column_density, original)
