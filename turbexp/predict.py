@@ -11,9 +11,9 @@ not a calibrated uncertainty.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
-import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from turbexp.errors import UserError, gather
+from turbexp.files import atomic_write
 from turbexp.maps import ObservedMap, Tiles, read_map, tile_map
 from turbexp.progress import console
 
@@ -217,28 +218,17 @@ def _check_unique_stems(maps: list[ObservedMap]) -> None:
         seen[stem] = observed.path
 
 
-@contextmanager
-def _atomic(target: Path) -> Iterator[Path]:
-    """A temporary path beside ``target``, renamed to it when the block succeeds."""
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        yield temporary
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def _write_csv(results: list[MapPrediction], target: Path) -> None:
-    with _atomic(target) as temporary:
-        with open(temporary, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(CSV_COLUMNS)
-            for r in results:
-                t = r.tiles
-                for row, col, x0, y0, masked, value in zip(t.rows, t.cols, t.x0, t.y0, t.masked,
-                                                           r.values, strict=True):
-                    writer.writerow([str(r.observed.path), int(row), int(col), int(x0), int(y0),
-                                     f"{masked:.6g}", f"{value:.8g}"])
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(CSV_COLUMNS)
+    for r in results:
+        t = r.tiles
+        for row, col, x0, y0, masked, value in zip(t.rows, t.cols, t.x0, t.y0, t.masked,
+                                                   r.values, strict=True):
+            writer.writerow([str(r.observed.path), int(row), int(col), int(x0), int(y0),
+                             f"{masked:.6g}", f"{value:.8g}"])
+    atomic_write(target, lambda handle: handle.write(text.getvalue().encode()))
 
 
 def _write_fits(result: MapPrediction, uri: str, max_masked: float) -> None:
@@ -259,5 +249,5 @@ def _write_fits(result: MapPrediction, uri: str, max_masked: float) -> None:
     header["NTILES"] = (result.n_tiles, "tiles predicted")
     header["PREDMEAN"] = (result.mean, "mean over tiles")
     header["PREDSTD"] = (result.spread, "standard deviation over tiles")
-    with _atomic(result.output) as temporary:
-        fits.PrimaryHDU(result.image(), header=header).writeto(temporary, overwrite=True)
+    hdu = fits.PrimaryHDU(result.image(), header=header)
+    atomic_write(result.output, hdu.writeto)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
-import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -22,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from turbexp.files import atomic_write
 
 
 def content_hash(payload: Any) -> str:
@@ -148,18 +148,3 @@ class SimulationStore:
             return json.loads(path.read_text())["error"]
         except (OSError, ValueError, KeyError):
             return "unknown error"
-
-
-def atomic_write(target: Path, write: Any) -> None:
-    """Call ``write(handle)`` on a temporary file beside ``target``, then rename it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
