@@ -186,15 +186,16 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int = 
         pipeline.fit(data.images[fit], y[fit])
         x_hold = pipeline.named_steps["features"].transform(data.images[holdout])
         fitted = pipeline.named_steps["estimator"]
-        holdout_scores = _score(task, fitted, x_hold, y[holdout])
+        y_pred, y_score = _predict(task, fitted, x_hold)
+        holdout_scores = metrics.score(task, y[holdout], y_pred, y_score)
         mlflow.log_metrics({f"holdout_{k}": v for k, v in holdout_scores.items()})
 
         context = ReportContext(
             task=task,
             class_names=list(spec.task.classes or {}),
             y_true=y[holdout],
-            y_pred=fitted.predict(x_hold),
-            score=class_scores(fitted, x_hold) if task == "classify" else fitted.predict(x_hold),
+            y_pred=y_pred,
+            score=y_score,
             features=np.asarray(x_hold),
             index=data.index[holdout],
             seed=spec.tune.seed,
@@ -312,10 +313,14 @@ def _fail_orphaned_trials(study: optuna.Study) -> None:
             study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
 
 
-def _score(task: str, model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def _predict(task: str, model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions, and the score the metrics rank by (class-1 score, or the prediction)."""
     y_pred = model.predict(x)
-    y_score = class_scores(model, x) if task == "classify" else y_pred
-    return metrics.score(task, y, y_pred, y_score)
+    return y_pred, class_scores(model, x) if task == "classify" else y_pred
+
+
+def _score(task: str, model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    return metrics.score(task, y, *_predict(task, model, x))
 
 
 def _log_reports(plan: ExperimentPlan, context: ReportContext) -> None:
