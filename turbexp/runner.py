@@ -26,7 +26,7 @@ from turbexp import metrics, tracking
 from turbexp.campaign import run_campaign
 from turbexp.errors import UserError
 from turbexp.experiment import ExperimentPlan
-from turbexp.images import ImageSet, images_from_maps, split_simulations
+from turbexp.images import ImageSet, images_from_maps, images_per_simulation, split_simulations
 from turbexp.paths import optuna_storage
 from turbexp.plugin_types import PluginParams, ReportContext
 from turbexp.progress import console, progress_bar
@@ -161,7 +161,7 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int = 
             "campaign.grid": plan.campaign.spec.grid,
             "campaign.time_myr": plan.campaign.spec.physics.time_myr,
             "images.size": spec.data.images.size,
-            "images.per_simulation": len(data.images) // max(1, len(np.unique(data.simulation))),
+            "images.per_simulation": images_per_simulation(spec.data.images),
             "split.seed": spec.data.split.seed,
             "n_simulations": len(np.unique(data.simulation)),
             **{f"n_images.{name}": int(data.part(name).sum())
