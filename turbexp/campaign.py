@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from turbexp.errors import UserError, gather
+from turbexp.parallel import default_jobs
 from turbexp.params import plan_params
 from turbexp.plugin_types import Physics, PluginParams, SimulationRequest
 from turbexp.plugins import PluginInfo, registry
@@ -52,6 +52,7 @@ class CampaignOutcome:
     done: int = 0
     reused: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    submitted: list[str] = field(default_factory=list)
 
 
 def plan_campaign(path: str | Path) -> CampaignPlan:
@@ -66,7 +67,7 @@ def plan_campaign(path: str | Path) -> CampaignPlan:
                              tune_defaults=False)
     if param_plan.space:
         raise doc.error("simulator parameters take values, not search spaces", ("simulator",))
-    params = param_plan.sample(None)
+    params = _resolve_paths(param_plan.sample(None), Path(path).parent)
     physics = Physics(**spec.physics.model_dump())
     simulations = []
     for g, group in enumerate(spec.groups):
@@ -76,6 +77,14 @@ def plan_campaign(path: str | Path) -> CampaignPlan:
             key = content_hash(simulation_identity(simulator, params, request))
             simulations.append(PlannedSimulation(key, request, g, group.label))
     return CampaignPlan(Path(path), spec, simulator, params, simulations)
+
+
+def _resolve_paths(params: PluginParams, base: Path) -> PluginParams:
+    """Relative paths among a simulator's parameters are relative to the campaign file."""
+    resolved = {name: (base / value).resolve() if isinstance(value, Path)
+                and not value.is_absolute() else value
+                for name, value in params}
+    return params.model_copy(update=resolved)
 
 
 def _indices(spec: CampaignSpec, g: int) -> list[float]:
@@ -92,7 +101,7 @@ def simulation_identity(simulator: PluginInfo, params: PluginParams,
     return {
         "simulator": simulator.name,
         "simulator_version": simulator.cls.version,
-        "simulator_params": params.model_dump(mode="json"),
+        "simulator_params": simulator.create().identity(params),
         "physics": asdict(request.physics),
         "index": request.index,
         "grid": request.grid,
@@ -100,16 +109,33 @@ def simulation_identity(simulator: PluginInfo, params: PluginParams,
     }
 
 
-def run_campaign(plan: CampaignPlan, store: SimulationStore, *, jobs: int = 1,
+def run_campaign(plan: CampaignPlan, store: SimulationStore, *, jobs: int | None = None,
+                 executor: str | None = None, wait: bool = True,
                  show_progress: bool = True) -> CampaignOutcome:
-    """Make every simulation of ``plan`` missing from ``store``; failures are recorded."""
+    """Make every simulation of ``plan`` missing from ``store``; failures are recorded.
+
+    ``executor`` (default: the campaign's ``executor.kind``) is ``local``, ``jobs``
+    simulations at a time in this machine's processes, or ``slurm``, one SLURM array
+    task per simulation; ``wait=False`` returns once a SLURM array is submitted.
+    """
     outcome = CampaignOutcome()
     store.sweep_temporaries()
     missing = [s for s in plan.simulations if not store.verify(s.key)]
     outcome.reused = len(plan.simulations) - len(missing)
     if not missing:
         return outcome
-    jobs = max(1, min(jobs, len(missing)))
+    try:
+        plan.simulator.create().check(plan.simulator_params, plan.spec.grid)
+    except ValueError as exc:
+        raise UserError(f"simulator {plan.simulator.name!r}: {exc}", file=str(plan.path),
+                        field="simulator") from None
+    args = [(plan.simulator.name, plan.simulator_params.model_dump(), s, str(store.root))
+            for s in missing]
+    if (executor or plan.spec.executor.kind) == "slurm":
+        from turbexp.slurm import run_on_slurm
+
+        return run_on_slurm(plan, args, outcome, wait=wait, show_progress=show_progress)
+    jobs = max(1, min(jobs or plan.spec.executor.jobs or default_jobs(), len(missing)))
     with progress_bar(f"simulating {plan.spec.name}", total=len(plan.simulations),
                       completed=outcome.reused, enabled=show_progress) as bar:
         def finished(key: str, error: str | None, made: bool) -> None:
@@ -121,16 +147,14 @@ def run_campaign(plan: CampaignPlan, store: SimulationStore, *, jobs: int = 1,
                 outcome.reused += 1  # another process made it meanwhile
             bar.advance(failed=len(outcome.failed))
 
-        args = [(plan.simulator.name, plan.simulator_params.model_dump(), s, str(store.root))
-                for s in missing]
         if jobs == 1:
             for arg in args:
-                finished(*_simulate_one(*arg))
+                finished(*simulate_one(*arg))
         else:
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(jobs, mp_context=context,
                                      initializer=_one_thread_per_job) as pool:
-                for future in as_completed([pool.submit(_simulate_one, *a) for a in args]):
+                for future in as_completed([pool.submit(simulate_one, *a) for a in args]):
                     finished(*future.result())
     return outcome
 
@@ -142,7 +166,7 @@ def _one_thread_per_job() -> None:
         os.environ[variable] = "1"
 
 
-def _simulate_one(simulator_name: str, params: dict, sim: PlannedSimulation,
+def simulate_one(simulator_name: str, params: dict, sim: PlannedSimulation,
                   store_root: str) -> tuple[str, str | None, bool]:
     """Run one simulation and store it; returns (key, error or None, whether it was made here).
 
@@ -171,7 +195,7 @@ def _simulate_locked(store: SimulationStore, simulator_name: str, params: dict,
         store.put(sim.key, maps, identity, dict(result.metadata))
         return sim.key, None
     except Exception as exc:  # one failed simulation must not stop the campaign
-        error = "".join(traceback.format_exception_only(exc)).strip()
+        error = f"{type(exc).__name__}: {exc}"
         store.record_failure(sim.key, identity, error)
         return sim.key, error
 

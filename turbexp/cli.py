@@ -40,14 +40,13 @@ def cli() -> None:
 def run(files: tuple[str, ...], jobs: int | None, no_progress: bool) -> None:
     """Validate every experiment FILE, then run them one after another."""
     from turbexp.experiment import plan_experiments
-    from turbexp.parallel import default_jobs
     from turbexp.paths import cache_dir
     from turbexp.runner import run_experiment
     from turbexp.store import SimulationStore
 
     plans = plan_experiments(list(files))
     store = SimulationStore(cache_dir())
-    summaries = [run_experiment(p, store, jobs=jobs or default_jobs(),
+    summaries = [run_experiment(p, store, jobs=jobs,
                                 show_progress=not no_progress) for p in plans]
     table = Table(title="turbexp run")
     for column in ("experiment", "holdout metric", "value", "best test", "trials", "MLflow run"):
@@ -77,11 +76,19 @@ def sims() -> None:
 @sims.command("run")
 @click.argument("files", nargs=-1, required=True)
 @_jobs_option
+@click.option("--executor", type=click.Choice(["local", "slurm"]), default=None,
+              help="Where simulations run (default: the campaign's executor.kind).")
+@click.option("--wait/--no-wait", default=True,
+              help="slurm: follow the submitted tasks to the end (default) or return at once.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def sims_run(files: tuple[str, ...], jobs: int | None, no_progress: bool) -> None:
-    """Make the simulations of each campaign FILE that are missing from the cache."""
+def sims_run(files: tuple[str, ...], jobs: int | None, executor: str | None, wait: bool,
+             no_progress: bool) -> None:
+    """Make the simulations of each campaign FILE that are missing from the cache.
+
+    Failed simulations are recorded and the campaign goes on; a rerun retries only
+    the failed and missing ones.
+    """
     from turbexp.campaign import plan_campaigns, run_campaign
-    from turbexp.parallel import default_jobs
     from turbexp.paths import cache_dir
     from turbexp.store import SimulationStore
 
@@ -89,13 +96,15 @@ def sims_run(files: tuple[str, ...], jobs: int | None, no_progress: bool) -> Non
     store = SimulationStore(cache_dir())
     failed = 0
     for plan in plans:
-        outcome = run_campaign(plan, store, jobs=jobs or default_jobs(),
+        outcome = run_campaign(plan, store, jobs=jobs, executor=executor, wait=wait,
                                show_progress=not no_progress)
+        pending = len(plan.simulations) - outcome.done - outcome.reused - len(outcome.failed)
         out.print(f"{plan.spec.name}: {len(plan.simulations)} simulations, "
-                      f"{outcome.done} made, {outcome.reused} already in {store.root}, "
-                      f"{len(outcome.failed)} failed")
+                  f"{outcome.done} made, {outcome.reused} already in {store.root}, "
+                  f"{len(outcome.failed)} failed"
+                  + (f", {pending} submitted to SLURM" if pending else ""))
         for key, error in outcome.failed.items():
-            console.print(f"  [red]failed[/] {key[:12]}: {escape(error)}")
+            console.print(f"  [red]failed[/] {key[:12]}: {escape(error)}", soft_wrap=True)
         failed += len(outcome.failed)
     if failed:
         sys.exit(1)

@@ -98,6 +98,17 @@ class Simulator(Plugin):
     def simulate(self, request: SimulationRequest, params: PluginParams) -> SimulationResult:
         raise NotImplementedError
 
+    def identity(self, params: PluginParams) -> dict[str, Any]:
+        """What of ``params`` determines the output; it enters the cache key.
+
+        Override to leave out parameters that only say how to run (paths, ranks).
+        """
+        return params.model_dump(mode="json")
+
+    def check(self, params: PluginParams, grid: int) -> None:
+        """Raise ``ValueError`` if the simulator cannot run here with ``params`` on a
+        ``grid``-cell campaign; called once before a campaign starts simulating."""
+
 
 # --- features ---------------------------------------------------------------
 

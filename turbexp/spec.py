@@ -90,6 +90,28 @@ class GroupSpec(StrictModel):
     label: Name | None = None
 
 
+class SlurmSpec(StrictModel):
+    """Resources of each SLURM array task (one simulation per task)."""
+
+    partition: str | None = None
+    time_min: int = Field(60, gt=0, description="wall-clock limit per simulation, minutes")
+    cpus_per_task: int = Field(1, ge=1)
+    gpus_per_node: int = Field(0, ge=0)
+    mem_gb: float | None = Field(None, gt=0)
+    account: str | None = None
+    array_parallelism: int = Field(256, ge=1, description="array tasks running at once")
+    folder: str = Field(".turbexp/slurm", description="submission scripts and job logs")
+    sbatch: dict[str, str | int] = Field({}, description="further #SBATCH options")
+
+
+class ExecutorSpec(StrictModel):
+    """Where the simulations run: here (``local``) or as a SLURM job array (``slurm``)."""
+
+    kind: Literal["local", "slurm"] = "local"
+    jobs: int | None = Field(None, ge=1, description="local: simulations at a time")
+    slurm: SlurmSpec = SlurmSpec()
+
+
 class CampaignSpec(StrictModel):
     name: Name
     description: str = ""
@@ -99,6 +121,7 @@ class CampaignSpec(StrictModel):
     grid: int = Field(gt=7, le=4096, description="cells per side")
     groups: list[GroupSpec] = Field(min_length=1)
     seed: int = Field(0, ge=0)
+    executor: ExecutorSpec = ExecutorSpec()
 
     @model_validator(mode="before")
     @classmethod

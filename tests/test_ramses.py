@@ -1,0 +1,307 @@
+"""The ramses simulator: namelist, initial field, yt ingestion of real RAMSES output,
+and the local executor run for real with a stand-in program (tests/ramses/standin.py)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import RAMSES_FIXTURES, turbexp_cli, write
+
+from turbexp.campaign import plan_campaign, run_campaign
+from turbexp.errors import UserError
+from turbexp.plugin_types import Physics
+from turbexp.projection import column_density
+from turbexp.spec import KOLMOGOROV
+from turbexp.store import SimulationStore
+from turbexp.turbulence import velocity_field
+from turbexp_plugins.ramses import RamsesSimulator, initial_field, namelist
+from turbexp_plugins.ramses.output import (
+    column_density_maps,
+    is_complete,
+    outputs,
+    read_info,
+    refinement,
+)
+
+pytest.importorskip("yt")
+FIXTURES = Path(os.environ.get("TURBEXP_RAMSES_FIXTURES", RAMSES_FIXTURES))
+needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(),
+                                    reason=f"RAMSES fixtures not found at {FIXTURES}")
+FIXTURE_OUTPUTS = sorted(FIXTURES.glob("*/output_*")) if FIXTURES.is_dir() else []
+STANDIN = Path(__file__).parent / "ramses" / "standin.py"
+REFERENCE = Physics(box_pc=10.0, density_g_cm3=6.77e-22, temperature_K=10.0, mach=1.41,
+                    time_myr=0.5, mean_molecular_weight=2.37)
+
+
+# --- namelist and initial field ------------------------------------------------------
+
+
+@needs_fixtures
+def test_namelist_matches_the_units_of_real_runs(tmp_path: Path) -> None:
+    """The fixtures' namelist was written by hand for the same set-up: same code units."""
+    values = namelist.NamelistValues(levelmin=5, levelmax=6, ngridmax=200000, riemann="hllc",
+                                     slope_type=1, courant_factor=0.8, err_grad_d=0.2,
+                                     checkpoints=1)
+    rendered = tmp_path / "rendered.nml"
+    rendered.write_text(namelist.render(REFERENCE, values))
+    ours = namelist.read_namelist(rendered)
+    theirs = namelist.read_namelist(FIXTURES / "kolmogorov_s1" / "output_00002" / "namelist.txt")
+    for key in ("p_region", "units_density", "units_time", "units_length", "boxlen",
+                "t_eos", "mu_gas", "d_region", "x_center", "gamma"):
+        assert namelist.fortran_float(ours[key]) == pytest.approx(
+            namelist.fortran_float(theirs[key]), rel=1e-4), key  # theirs: 5-6 digits
+    for key in ("levelmin", "levelmax", "riemann", "slope_type", "barotropic_eos_form"):
+        assert ours[key] == theirs[key], key
+    times = [namelist.fortran_float(t) for t in ours["tout"].split(",")]
+    assert times[-1] == pytest.approx(0.51135, rel=2e-5)  # 0.5 Myr in code units
+    assert times[0] == pytest.approx(times[-1] / 2)
+    assert int(ours["noutput"]) == 2 and int(ours["nrestart"]) == 0
+
+
+def test_namelist_code_units_follow_the_physics(workdir: Path) -> None:
+    physics = Physics(box_pc=4.0, density_g_cm3=1e-21, temperature_K=40.0, mach=2.0,
+                      time_myr=2.0, mean_molecular_weight=2.37)
+    values = namelist.NamelistValues(levelmin=4, levelmax=7, ngridmax=5000, riemann="llf",
+                                     slope_type=2, courant_factor=0.5, err_grad_d=0.1,
+                                     checkpoints=3, nrestart=2)
+    path = workdir / "n.nml"
+    path.write_text(namelist.render(physics, values))
+    nml = namelist.read_namelist(path)
+    # c_s ∝ sqrt(T): 4 × the temperature of the reference set-up is twice its sound speed
+    assert namelist.fortran_float(nml["p_region"]) == pytest.approx(4 * 0.035081, rel=1e-4)
+    assert namelist.fortran_float(nml["boxlen"]) == 4.0
+    assert namelist.fortran_float(nml["units_density"]) == 1e-21
+    tout = [namelist.fortran_float(t) for t in nml["tout"].split(",")]
+    assert len(tout) == int(nml["noutput"]) == 4
+    assert tout[-1] == pytest.approx(4 * 0.51135, rel=5e-5)  # 2 Myr = 4 × 0.5 Myr
+    assert nml["nrestart"] == "2" and nml["levelmax"] == "7" and nml["nsubcycle"] == "7*1"
+    assert "$" not in path.read_text()
+
+
+def test_initial_field_round_trips_in_fortran_order(workdir: Path) -> None:
+    v = velocity_field(8, KOLMOGOROV, 1.41, seed=5) * namelist.sound_speed_code(REFERENCE)
+    path = workdir / initial_field.FILE_NAME
+    initial_field.write_velocity(path, v)
+    assert np.array_equal(initial_field.read_velocity(path), v)
+    raw = path.read_bytes()
+    assert len(raw) == 4 + 3 * 8 * 8**3
+    first = np.frombuffer(raw[4:4 + 16], dtype="<f8")
+    assert first[0] == v[0, 0, 0, 0] and first[1] == v[0, 1, 0, 0]  # x varies fastest
+    rms = np.sqrt(np.mean(np.sum(v**2, axis=0)))
+    assert rms == pytest.approx(1.41 * 0.18730, rel=1e-3)  # Mach 1.41 at c_s = 0.1873 km/s
+    path.write_bytes(raw[:-8])
+    with pytest.raises(ValueError, match="expected"):
+        initial_field.read_velocity(path)
+
+
+# --- reading real RAMSES output with yt ----------------------------------------------
+
+
+@needs_fixtures
+@pytest.mark.parametrize("output", FIXTURE_OUTPUTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_fixture_projects_to_column_density(output: Path) -> None:
+    assert is_complete(output)
+    maps = column_density_maps(output, 128)
+    info = read_info(output)
+    assert maps.shape == (3, 128, 128)
+    assert np.all(np.isfinite(maps)) and np.all(maps > 0)
+    # mass: the mean column density times the box's face is the box's mass
+    box_cm = info.boxlen * info.unit_l
+    d_region = namelist.fortran_float(namelist.read_namelist(output / "namelist.txt")["d_region"])
+    for image in maps:
+        assert image.mean() * box_cm**2 == pytest.approx(d_region * info.unit_d * box_cm**3,
+                                                         rel=1e-6)
+    # the independently made yt projections, reoriented to the builtin convention
+    for axis, name in enumerate("xyz"):
+        if not (output / f"reference_coldens_{name}_128.npy").exists():
+            continue  # the initial output has none: it is uniform
+        reference = np.load(output / f"reference_coldens_{name}_128.npy")
+        np.testing.assert_allclose(maps[axis], reference.T if axis in (0, 2) else reference,
+                                   rtol=1e-10)
+
+
+@needs_fixtures
+def test_refined_fraction_counts_leaf_cells_per_level() -> None:
+    kolmogorov = refinement(FIXTURES / "kolmogorov_s1" / "output_00002")
+    burgers = refinement(FIXTURES / "burgers_s1" / "output_00002")
+    assert kolmogorov["cells_per_level"]["6"] == 31528
+    assert kolmogorov["refined_fraction"] == pytest.approx(31528 / 60355)
+    assert burgers["refined_fraction"] == pytest.approx(864 / 33524)
+
+
+def test_projection_orientation_matches_the_builtin_solver(tmp_path: Path) -> None:
+    """yt's image buffers are transposed for x and z; maps must index like the builtin's."""
+    import yt
+
+    rho = np.random.default_rng(1).uniform(1, 2, (8, 8, 8))
+    ds = yt.load_uniform_grid({"density": (rho, "g/cm**3")}, rho.shape,
+                              length_unit=(1, "cm"), bbox=np.array([[0, 1]] * 3),
+                              periodicity=(True, True, True))
+    from turbexp_plugins.ramses import output
+
+    original = output.load
+    output.load = lambda _: ds
+    try:
+        maps = output.column_density_maps("output_00001", 8)
+    finally:
+        output.load = original
+    physics = Physics(box_pc=1 / 3.0856775814913673e18, density_g_cm3=1.0, temperature_K=10,
+                      mach=1, time_myr=0, mean_molecular_weight=2.37)
+    np.testing.assert_allclose(maps, column_density(rho, physics), rtol=1e-12)
+
+
+def test_incomplete_outputs_are_recognised(tmp_path: Path) -> None:
+    folder = tmp_path / "output_00003"
+    folder.mkdir()
+    assert not is_complete(folder)
+    (folder / "info_00003.txt").write_text("ncpu = 1\n")
+    assert not is_complete(folder)  # damaged info file
+    assert outputs(tmp_path) == [folder]
+
+
+# --- the local executor, run for real with a stand-in for RAMSES ---------------------
+
+
+def standin_executable(folder: Path) -> Path:
+    """A shell wrapper running tests/ramses/standin.py with this Python."""
+    path = folder / "ramses3d"
+    path.write_text(f"#!/bin/sh\nexec {sys.executable} {STANDIN} \"$@\"\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+CAMPAIGN = """
+name: amr
+grid: 32
+seed: 1
+simulator: {{plugin: ramses, executable: {exe}, checkpoints: 1, riemann: hllc, keep: all}}
+groups:
+  - {{label: kolmogorov, index: 3.6666667, count: 1}}
+  - {{label: burgers, index: 4.0, count: 1}}
+"""
+
+
+@pytest.fixture
+def amr_campaign(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    if not FIXTURES.is_dir():
+        pytest.skip(f"RAMSES fixtures not found at {FIXTURES}")
+    monkeypatch.setenv("TURBEXP_STANDIN_FIXTURE",
+                       str(FIXTURES / "kolmogorov_s1" / "output_00002"))
+    exe = standin_executable(workdir)
+    return write(workdir / "sims" / "amr.yaml", CAMPAIGN.format(exe=f"../{exe.name}"))
+
+
+def _calls(workdir: Path) -> list[list[int]]:
+    runs = sorted((workdir / ".turbexp" / "ramses").iterdir())
+    return [[int(x) for x in (r / "standin_calls.txt").read_text().split()] for r in runs]
+
+
+def test_local_executor_runs_and_ingests(amr_campaign: Path, workdir: Path) -> None:
+    result = turbexp_cli("sims", "run", str(amr_campaign), "--no-progress", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "2 made" in result.stdout
+    plan = plan_campaign(amr_campaign)
+    store = SimulationStore(workdir / ".turbexp" / "cache")
+    expected = column_density_maps(FIXTURES / "kolmogorov_s1" / "output_00002", 32)
+    for sim in plan.simulations:
+        stored = store.get(sim.key)
+        np.testing.assert_allclose(stored.column_density, expected, rtol=1e-12)
+        meta = stored.metadata
+        assert meta["code"] == "ramses" and meta["levelmin"] == 5 and meta["levelmax"] == 6
+        assert meta["version"] == "0123456789abcdef0123456789abcdef01234567"
+        assert meta["refined_fraction"] == pytest.approx(31528 / 60355)
+        assert meta["time_myr"] == pytest.approx(0.5, rel=1e-4)
+        run_dir = Path(meta["run_dir"])
+        ic = initial_field.read_velocity(run_dir / initial_field.FILE_NAME)
+        np.testing.assert_array_equal(ic, velocity_field(32, sim.request.index, 1.41,
+                                                         sim.request.seed)
+                                      * namelist.sound_speed_code(sim.request.physics))
+    assert _calls(workdir) == [[0], [0]]
+    again = turbexp_cli("sims", "run", str(amr_campaign), "--no-progress", cwd=workdir)
+    assert again.returncode == 0 and "2 already in" in again.stdout
+    assert _calls(workdir) == [[0], [0]]
+
+
+def test_failure_is_recorded_with_the_log_and_a_rerun_retries_it(
+        amr_campaign: Path, workdir: Path) -> None:
+    failed = turbexp_cli("sims", "run", str(amr_campaign), "--no-progress", cwd=workdir,
+                         env={"TURBEXP_STANDIN_MODE": "fail"})
+    assert failed.returncode == 1
+    assert "2 failed" in failed.stdout
+    assert "exited with code 3" in failed.stderr and "solver blew up" in failed.stderr
+    store = SimulationStore(workdir / ".turbexp" / "cache")
+    plan = plan_campaign(amr_campaign)
+    assert all(not store.has(s.key) and "blew up" in store.failure(s.key)
+               for s in plan.simulations)
+    retried = turbexp_cli("sims", "run", str(amr_campaign), "--no-progress", cwd=workdir)
+    assert retried.returncode == 0 and "2 made" in retried.stdout
+
+
+def test_partial_output_is_never_ingested(amr_campaign: Path, workdir: Path) -> None:
+    result = turbexp_cli("sims", "run", str(amr_campaign), "--no-progress", cwd=workdir,
+                         env={"TURBEXP_STANDIN_MODE": "partial"})
+    assert result.returncode == 1
+    assert "missing or incomplete" in result.stderr
+    store = SimulationStore(workdir / ".turbexp" / "cache")
+    assert not any(store.has(s.key) for s in plan_campaign(amr_campaign).simulations)
+
+
+def test_a_stopped_run_restarts_from_its_last_whole_output(
+        amr_campaign: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = amr_campaign.read_text().replace("checkpoints: 1", "checkpoints: 3")
+    amr_campaign.write_text(text)
+    monkeypatch.setenv("TURBEXP_STANDIN_MODE", "crash:3")  # outputs 1-3 of 4, then dies
+    plan = plan_campaign(amr_campaign)
+    store = SimulationStore(workdir / ".turbexp" / "cache")
+    assert len(run_campaign(plan, store, jobs=1, show_progress=False).failed) == 2
+    monkeypatch.setenv("TURBEXP_STANDIN_MODE", "ok")
+    assert run_campaign(plan, store, jobs=1, show_progress=False).done == 2
+    # output 3 was the newest when the run died, so the restart trusts output 2
+    assert _calls(workdir) == [[0, 2], [0, 2]]
+
+
+def test_without_an_executable_the_campaign_stops_before_any_run(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TURBEXP_RAMSES_EXECUTABLE", raising=False)
+    path = write(workdir / "sims" / "r.yaml", """
+        name: r
+        grid: 24
+        simulator: {plugin: ramses, levelmin: 4}
+        groups: [{index: 4.0, count: 1}]
+        """)
+    result = turbexp_cli("sims", "run", str(path), cwd=workdir)
+    assert result.returncode == 2
+    assert "TURBEXP_RAMSES_EXECUTABLE" in result.stderr and "r.yaml" in result.stderr
+    assert not (workdir / ".turbexp" / "ramses").exists()
+    (workdir / "ramses3d").write_text("not executable")
+    monkeypatch.setenv("TURBEXP_RAMSES_EXECUTABLE", str(workdir / "ramses3d"))
+    with pytest.raises(UserError, match="not an executable file"):
+        run_campaign(plan_campaign(path), SimulationStore(workdir / "c"), show_progress=False)
+
+
+def test_grid_must_be_a_power_of_two_unless_levelmin_is_set(amr_campaign: Path) -> None:
+    text = amr_campaign.read_text().replace("grid: 32", "grid: 24")
+    amr_campaign.write_text(text)
+    with pytest.raises(UserError, match="not a power of 2"):
+        run_campaign(plan_campaign(amr_campaign), SimulationStore("c"), show_progress=False)
+
+
+def test_how_a_run_is_carried_out_stays_out_of_the_cache_key(amr_campaign: Path) -> None:
+    first = plan_campaign(amr_campaign).simulations
+    text = amr_campaign.read_text().replace("keep: all", "keep: none, mpi_ranks: 4")
+    amr_campaign.write_text(text)
+    assert [s.key for s in plan_campaign(amr_campaign).simulations] == [s.key for s in first]
+    amr_campaign.write_text(text.replace("riemann: hllc", "riemann: llf"))
+    assert plan_campaign(amr_campaign).simulations[0].key != first[0].key
+
+
+def test_relative_paths_are_relative_to_the_campaign_file(amr_campaign: Path,
+                                                          workdir: Path) -> None:
+    params = plan_campaign(amr_campaign).simulator_params
+    assert isinstance(params, RamsesSimulator.Params)
+    assert params.executable == (workdir / "ramses3d").resolve()

@@ -1,0 +1,152 @@
+"""One RAMSES run: its directory, launching the executable, restarts and failure reports.
+
+A run directory holds ``namelist.nml``, the initial velocity file, ``run.log`` and
+the outputs. The last output is the final one; earlier ones are restart points, so a
+run killed or preempted continues from its newest output that is certainly whole.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from turbexp.files import atomic_write
+from turbexp.plugin_types import Physics
+from turbexp_plugins.ramses import initial_field, namelist
+from turbexp_plugins.ramses.output import is_complete, outputs, read_info
+
+EXECUTABLE_VARIABLE = "TURBEXP_RAMSES_EXECUTABLE"
+FINISHED = "turbexp_finished"
+LOG = "run.log"
+NAMELIST = "namelist.nml"
+
+
+class RamsesFailed(RuntimeError):
+    """A RAMSES run ended without a whole final output."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start RAMSES: the executable, MPI ranks and the MPI launcher."""
+
+    executable: Path
+    ranks: int = 1
+    launcher: str = "mpirun -np {ranks}"
+
+    def command(self) -> list[str]:
+        head = shlex.split(self.launcher.format(ranks=self.ranks)) if self.ranks > 1 else []
+        return [*head, str(self.executable), NAMELIST]
+
+
+def find_executable(configured: Path | None) -> Path:
+    """The RAMSES executable from the campaign or ``TURBEXP_RAMSES_EXECUTABLE``.
+
+    Raises ``ValueError`` with a message for the user when there is none or it cannot run.
+    """
+    value = str(configured) if configured else os.environ.get(EXECUTABLE_VARIABLE, "")
+    if not value:
+        raise ValueError(
+            f"no RAMSES executable: set simulator.executable in the campaign or the "
+            f"{EXECUTABLE_VARIABLE} environment variable (see docs/ramses.md to build one)")
+    found = shutil.which(value) if os.sep not in value else value
+    path = Path(found) if found else Path(value)
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise ValueError(f"RAMSES executable {value!r} is not an executable file")
+    return path.resolve()
+
+
+def prepare(run_dir: Path, physics: Physics, values: namelist.NamelistValues,
+            velocity: np.ndarray, template: Path) -> int:
+    """Write the initial field and the namelist; returns the output RAMSES restarts from
+    (0 for a fresh start)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    initial_field.write_velocity(run_dir / initial_field.FILE_NAME, velocity)
+    restart = restart_point(run_dir)
+    text = namelist.render(physics, replace(values, nrestart=restart), template)
+    atomic_write(run_dir / NAMELIST, lambda handle: handle.write(text.encode()))
+    return restart
+
+
+def restart_point(run_dir: Path) -> int:
+    """The newest output a restart can trust: whole, and not the newest folder (which a
+    killed run may have left half-written)."""
+    found = outputs(run_dir)
+    trusted = [p for p in found[:-1] if is_complete(p)]
+    return read_info(trusted[-1]).number if trusted else 0
+
+
+def launch(run_dir: Path, how: Launch) -> None:
+    """Run RAMSES in ``run_dir`` to the end; ``RamsesFailed`` with the log's tail otherwise."""
+    (run_dir / FINISHED).unlink(missing_ok=True)
+    with open(run_dir / LOG, "ab") as log:
+        log.write(f"\n# turbexp: {shlex.join(how.command())}\n".encode())
+        log.flush()
+        try:
+            code = subprocess.run(how.command(), cwd=run_dir, stdout=log,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+        except OSError as exc:
+            raise RamsesFailed(f"cannot start RAMSES ({exc})") from None
+    if code != 0:
+        raise RamsesFailed(f"RAMSES exited with code {code} in {run_dir}\n{log_tail(run_dir)}")
+    atomic_write(run_dir / FINISHED, lambda handle: handle.write(b"0\n"))
+
+
+def final_output(run_dir: Path, end_time: float) -> Path:
+    """The final output of a finished run; ``RamsesFailed`` if the run did not finish whole."""
+    if not (run_dir / FINISHED).exists():
+        raise RamsesFailed(f"RAMSES did not finish in {run_dir}\n{log_tail(run_dir)}")
+    found = outputs(run_dir)
+    if not found or not is_complete(found[-1]):
+        raise RamsesFailed(f"the last output in {run_dir} is missing or incomplete\n"
+                           f"{log_tail(run_dir)}")
+    info = read_info(found[-1])
+    if info.time < end_time * (1 - 1e-6):
+        raise RamsesFailed(f"the last output in {run_dir} is at t = {info.time:g}, before the "
+                           f"end time {end_time:g} (code units)\n{log_tail(run_dir)}")
+    return found[-1]
+
+
+def finished_output(run_dir: Path, end_time: float) -> Path | None:
+    """The final output if an earlier attempt already finished the run, else None."""
+    try:
+        return final_output(run_dir, end_time)
+    except RamsesFailed:
+        return None
+
+
+def log_tail(run_dir: Path, lines: int = 15) -> str:
+    """The last lines of the run's log, for failure reports."""
+    try:
+        text = (run_dir / LOG).read_text(errors="replace")
+    except OSError:
+        return "(no run.log)"
+    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    return "last lines of run.log:\n" + "\n".join(f"  {line}" for line in tail)
+
+
+def code_version(run_dir: Path) -> str | None:
+    """The git hash RAMSES prints at start-up, if the log has it."""
+    try:
+        text = (run_dir / LOG).read_text(errors="replace")
+    except OSError:
+        return None
+    match = re.search(r"git hash\s*[:=]?\s*([0-9a-f]{7,40})", text, re.IGNORECASE)
+    return match.group(1) if match else None
+
+
+def tidy(run_dir: Path, keep: str) -> None:
+    """After ingestion keep ``all`` outputs, only the ``final`` one, or ``none`` of the run."""
+    if keep == "all":
+        return
+    if keep == "none":
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for folder in outputs(run_dir)[:-1]:
+        shutil.rmtree(folder, ignore_errors=True)
