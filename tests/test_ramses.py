@@ -4,6 +4,7 @@ and the local executor run for real with a stand-in program (tests/ramses/standi
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import RAMSES_FIXTURES, turbexp_cli, write
 
-from turbexp.campaign import plan_campaign, run_campaign
+from turbexp.campaign import CampaignOutcome, plan_campaign, run_campaign
 from turbexp.errors import UserError
 from turbexp.plugin_types import Physics
 from turbexp.projection import column_density
@@ -105,7 +106,8 @@ def test_initial_field_round_trips_in_fortran_order(workdir: Path) -> None:
 @needs_fixtures
 @pytest.mark.parametrize("output", FIXTURE_OUTPUTS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_fixture_projects_to_column_density(output: Path) -> None:
-    assert is_complete(output)
+    assert is_complete(output, written_here=False)  # the copies keep no timer files
+    assert not is_complete(output)
     maps = column_density_maps(output, 128)
     info = read_info(output)
     assert maps.shape == (3, 128, 128)
@@ -155,6 +157,7 @@ def test_projection_orientation_matches_the_builtin_solver(tmp_path: Path) -> No
     np.testing.assert_allclose(maps, column_density(rho, physics), rtol=1e-12)
 
 
+@needs_fixtures
 def test_incomplete_outputs_are_recognised(tmp_path: Path) -> None:
     folder = tmp_path / "output_00003"
     folder.mkdir()
@@ -162,6 +165,15 @@ def test_incomplete_outputs_are_recognised(tmp_path: Path) -> None:
     (folder / "info_00003.txt").write_text("ncpu = 1\n")
     assert not is_complete(folder)  # damaged info file
     assert outputs(tmp_path) == [folder]
+    whole = tmp_path / "output_00002"
+    shutil.copytree(FIXTURES / "burgers_s1" / "output_00002", whole)
+    assert not is_complete(whole)  # no timer file: RAMSES may still be writing
+    (whole / "timer_00002.txt").write_text(" minimum  average\n")
+    assert not is_complete(whole)  # timer file begun, TOTAL line not yet written
+    (whole / "timer_00002.txt").write_text(" minimum  average\n TOTAL   1.0  100.0\n")
+    assert is_complete(whole)
+    (whole / "hydro_00002.out00002").write_bytes(b"")
+    assert not is_complete(whole)
 
 
 # --- the local executor, run for real with a stand-in for RAMSES ---------------------
@@ -242,27 +254,35 @@ def test_failure_is_recorded_with_the_log_and_a_rerun_retries_it(
     assert retried.returncode == 0 and "2 made" in retried.stdout
 
 
-def test_partial_output_is_never_ingested(amr_campaign: Path, workdir: Path) -> None:
+@pytest.mark.parametrize(("mode", "message"), [("partial", "missing or incomplete"),
+                                               ("silent", "stopped without 'Run completed'")])
+def test_partial_output_is_never_ingested(amr_campaign: Path, workdir: Path, mode: str,
+                                          message: str) -> None:
     result = turbexp_cli("sims", "run", str(amr_campaign), "--no-progress", cwd=workdir,
-                         env={"TURBEXP_STANDIN_MODE": "partial"})
+                         env={"TURBEXP_STANDIN_MODE": mode})
     assert result.returncode == 1
-    assert "missing or incomplete" in result.stderr
+    assert message in result.stderr
     store = SimulationStore(workdir / ".turbexp" / "cache")
     assert not any(store.has(s.key) for s in plan_campaign(amr_campaign).simulations)
 
 
 def test_a_stopped_run_restarts_from_its_last_whole_output(
         amr_campaign: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = amr_campaign.read_text().replace("checkpoints: 1", "checkpoints: 3")
-    amr_campaign.write_text(text)
-    monkeypatch.setenv("TURBEXP_STANDIN_MODE", "crash:3")  # outputs 1-3 of 4, then dies
-    plan = plan_campaign(amr_campaign)
+    """The fixture outputs were written by 2 ranks; RAMSES restarts only on as many."""
+    base = amr_campaign.read_text().replace("checkpoints: 1", "checkpoints: 3")
     store = SimulationStore(workdir / ".turbexp" / "cache")
-    assert len(run_campaign(plan, store, jobs=1, show_progress=False).failed) == 2
-    monkeypatch.setenv("TURBEXP_STANDIN_MODE", "ok")
-    assert run_campaign(plan, store, jobs=1, show_progress=False).done == 2
-    # output 3 was the newest when the run died, so the restart trusts output 2
-    assert _calls(workdir) == [[0, 2], [0, 2]]
+
+    def attempt(ranks: int, mode: str) -> CampaignOutcome:
+        launcher = ", launcher: 'env TURBEXP_RANKS={ranks}'"
+        amr_campaign.write_text(base.replace("keep: all", f"keep: all, mpi_ranks: {ranks}"
+                                             + launcher * (ranks > 1)))
+        monkeypatch.setenv("TURBEXP_STANDIN_MODE", mode)
+        return run_campaign(plan_campaign(amr_campaign), store, jobs=1, show_progress=False)
+
+    assert len(attempt(2, "crash:3").failed) == 2  # outputs 1 (t = 0) to 3 of 5, then dies
+    assert len(attempt(1, "crash:3").failed) == 2  # 1 rank: cannot restart, starts afresh
+    assert attempt(2, "ok").done == 2  # restarts from output 3
+    assert _calls(workdir) == [[0, 0, 3], [0, 0, 3]]
 
 
 def test_without_an_executable_the_campaign_stops_before_any_run(
@@ -305,3 +325,42 @@ def test_relative_paths_are_relative_to_the_campaign_file(amr_campaign: Path,
     params = plan_campaign(amr_campaign).simulator_params
     assert isinstance(params, RamsesSimulator.Params)
     assert params.executable == (workdir / "ramses3d").resolve()
+
+
+# --- end to end with the user's RAMSES ---------------------------------------------------
+
+REAL_RAMSES = os.environ.get("TURBEXP_RAMSES_EXECUTABLE")
+
+
+@pytest.mark.skipif(not REAL_RAMSES, reason="no RAMSES executable configured "
+                                            "(set TURBEXP_RAMSES_EXECUTABLE)")
+def test_real_ramses_campaign_end_to_end(workdir: Path) -> None:
+    """Two 16³ runs (levelmin 4, levelmax 5) of the reference set-up with real RAMSES."""
+    campaign = write(workdir / "sims" / "real.yaml", """
+        name: real-ramses
+        grid: 16
+        seed: 4
+        simulator: {plugin: ramses, checkpoints: 1, riemann: hllc}
+        groups:
+          - {label: kolmogorov, index: 3.6666667, count: 1}
+          - {label: burgers, index: 4.0, count: 1}
+        """)
+    result = turbexp_cli("sims", "run", str(campaign), "--no-progress", "--jobs", "1",
+                         cwd=workdir, timeout=1800)
+    assert result.returncode == 0, result.stdout + result.stderr
+    plan = plan_campaign(campaign)
+    store = SimulationStore(workdir / ".turbexp" / "cache")
+    physics = plan.simulations[0].request.physics
+    box_cm = physics.box_pc * 3.0856775814913673e18
+    for sim in plan.simulations:
+        stored = store.get(sim.key)
+        maps = stored.column_density
+        assert maps.shape == (3, 16, 16) and np.all(np.isfinite(maps))
+        for image in maps:  # RAMSES conserves mass: the box's mass is unchanged
+            assert image.mean() * box_cm**2 == pytest.approx(
+                physics.density_g_cm3 * box_cm**3, rel=1e-6)
+        assert np.std(np.log10(maps)) > 0  # the turbulence has made structure
+        meta = stored.metadata
+        assert meta["code"] == "ramses" and meta["levelmin"] == 4 and meta["levelmax"] == 5
+        assert meta["time_myr"] >= 0.5
+        assert 0 <= meta["refined_fraction"] <= 1

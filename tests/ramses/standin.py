@@ -1,11 +1,14 @@
 """A stand-in for a RAMSES executable, for tests of the local executor.
 
 It reads ``namelist.nml`` and ``turbexp_ic.dat`` from the current folder like the
-patched RAMSES does, then writes each requested output by copying a real RAMSES
-output from the shared fixtures with its time set to the requested ``tout``.
-``TURBEXP_STANDIN_MODE`` picks a behaviour: ``ok``, ``fail`` (exit 3), ``partial``
-(the final output lacks its hydro files, exit 0) or ``crash:K`` (exit 1 after K outputs).
-Every call appends its ``nrestart`` to ``standin_calls.txt``.
+patched RAMSES does, then writes outputs the way RAMSES numbers them (a fresh run
+writes output 1 at t = 0, then output k + 1 at ``tout(k)``; a restart from output r
+continues with r + 1), each a copy of a real RAMSES output from the shared fixtures
+with its time set, its timer file written last. ``TURBEXP_STANDIN_MODE`` picks a
+behaviour: ``ok``; ``fail`` (exit 3); ``partial`` (the final output lacks its hydro
+files and timer, exit 0); ``silent`` (an error RAMSES reports with exit 0); or
+``crash:K`` (exit 1 after output K). Every call appends its ``nrestart`` to
+``standin_calls.txt``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ def main() -> int:
     tout = [float(t.replace("d", "e")) for t in values["tout"].split(",")]
     with open("standin_calls.txt", "a") as calls:
         calls.write(f"{restart}\n")
-    print(" git hash : 0123456789abcdef0123456789abcdef01234567")
+    print(" last commit  = 0123456789abcdef0123456789abcdef01234567")
     ic = Path("turbexp_ic.dat")
     n = 2**levelmin
     if not ic.is_file() or ic.stat().st_size != 4 + 24 * n**3:
@@ -40,12 +43,17 @@ def main() -> int:
     if mode == "fail":
         print("standin: the solver blew up at step 12")
         return 3
+    if mode == "silent":
+        print(" Error: Could not find restart file")
+        return 0
     crash_after = int(mode.split(":")[1]) if mode.startswith("crash:") else None
-    for number in range(restart + 1, noutput + 1):
+    times = [0.0, *tout]
+    for number in range(restart + 1, noutput + 2):
         if crash_after is not None and number > crash_after:
             print("standin: killed")
             return 1
-        write_output(number, tout[number - 1], partial=mode == "partial" and number == noutput)
+        write_output(number, times[number - 1],
+                     partial=mode == "partial" and number == noutput + 1)
     print(" Run completed")
     return 0
 
@@ -65,6 +73,8 @@ def write_output(number: int, time: float, *, partial: bool) -> None:
             (target / name).write_text(text)
         else:
             shutil.copyfile(path, target / name)
+    if not partial:
+        (target / f"timer_{number:05d}.txt").write_text(" TOTAL    0.1  100.0\n")
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ class RamsesSimulator(Simulator):
         if final is None:
             velocity = velocity_field(2**levelmin, request.index, physics.mach, request.seed)
             run.prepare(run_dir, physics, values, velocity * namelist.sound_speed_code(physics),
-                        _template(p))
+                        _template(p), p.mpi_ranks)
             run.launch(run_dir, run.Launch(run.find_executable(p.executable), p.mpi_ranks,
                                            p.launcher))
             final = run.final_output(run_dir, end)

@@ -61,8 +61,11 @@ def read_info(output_dir: str | Path) -> OutputInfo:
         raise ValueError(f"{path}: damaged info file ({exc})") from None
 
 
-def is_complete(output_dir: str | Path) -> bool:
-    """Whether an output has its info file and every rank's non-empty amr and hydro files."""
+def is_complete(output_dir: str | Path, *, written_here: bool = True) -> bool:
+    """Whether an output is whole: its info file and every rank's non-empty amr and hydro
+    files, and, for outputs RAMSES wrote here (``written_here``), a timer file whose last
+    line is the ``TOTAL`` RAMSES writes after every rank has finished (copies of outputs
+    made elsewhere often leave the timer file out)."""
     folder = Path(output_dir)
     try:
         info = read_info(folder)
@@ -73,7 +76,17 @@ def is_complete(output_dir: str | Path) -> bool:
             part = folder / f"{kind}_{info.number:05d}.out{rank:05d}"
             if not part.is_file() or part.stat().st_size == 0:
                 return False
-    return (folder / "hydro_file_descriptor.txt").is_file()
+    if not (folder / "hydro_file_descriptor.txt").is_file():
+        return False
+    return not written_here or _timer_total(folder / f"timer_{info.number:05d}.txt")
+
+
+def _timer_total(path: Path) -> bool:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return False
+    return bool(lines) and "TOTAL" in lines[-1]
 
 
 def outputs(run_dir: str | Path) -> list[Path]:

@@ -23,8 +23,8 @@ from turbexp_plugins.ramses import initial_field, namelist
 from turbexp_plugins.ramses.output import is_complete, outputs, read_info
 
 EXECUTABLE_VARIABLE = "TURBEXP_RAMSES_EXECUTABLE"
-FINISHED = "turbexp_finished"
 LOG = "run.log"
+COMPLETED = " Run completed"
 NAMELIST = "namelist.nml"
 
 
@@ -63,28 +63,31 @@ def find_executable(configured: Path | None) -> Path:
 
 
 def prepare(run_dir: Path, physics: Physics, values: namelist.NamelistValues,
-            velocity: np.ndarray, template: Path) -> int:
-    """Write the initial field and the namelist; returns the output RAMSES restarts from
-    (0 for a fresh start)."""
+            velocity: np.ndarray, template: Path, ranks: int) -> int:
+    """Write the initial field and the namelist; returns the output RAMSES restarts from,
+    or 0 for a fresh start (which first clears any outputs of earlier attempts)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     initial_field.write_velocity(run_dir / initial_field.FILE_NAME, velocity)
-    restart = restart_point(run_dir)
+    restart = restart_point(run_dir, ranks)
+    if restart == 0:
+        for folder in outputs(run_dir):
+            shutil.rmtree(folder)
     text = namelist.render(physics, replace(values, nrestart=restart), template)
     atomic_write(run_dir / NAMELIST, lambda handle: handle.write(text.encode()))
     return restart
 
 
-def restart_point(run_dir: Path) -> int:
-    """The newest output a restart can trust: whole, and not the newest folder (which a
-    killed run may have left half-written)."""
-    found = outputs(run_dir)
-    trusted = [p for p in found[:-1] if is_complete(p)]
-    return read_info(trusted[-1]).number if trusted else 0
+def restart_point(run_dir: Path, ranks: int) -> int:
+    """The newest whole output written by as many ranks as this attempt has (RAMSES
+    restarts only on the same number of ranks), or 0."""
+    for folder in reversed(outputs(run_dir)):
+        if is_complete(folder) and read_info(folder).ncpu == ranks:
+            return read_info(folder).number
+    return 0
 
 
 def launch(run_dir: Path, how: Launch) -> None:
     """Run RAMSES in ``run_dir`` to the end; ``RamsesFailed`` with the log's tail otherwise."""
-    (run_dir / FINISHED).unlink(missing_ok=True)
     with open(run_dir / LOG, "ab") as log:
         log.write(f"\n# turbexp: {shlex.join(how.command())}\n".encode())
         log.flush()
@@ -95,13 +98,15 @@ def launch(run_dir: Path, how: Launch) -> None:
             raise RamsesFailed(f"cannot start RAMSES ({exc})") from None
     if code != 0:
         raise RamsesFailed(f"RAMSES exited with code {code} in {run_dir}\n{log_tail(run_dir)}")
-    atomic_write(run_dir / FINISHED, lambda handle: handle.write(b"0\n"))
+    attempt = (run_dir / LOG).read_text(errors="replace").rpartition("# turbexp: ")[2]
+    if COMPLETED not in attempt:  # some RAMSES errors exit with status 0
+        raise RamsesFailed(f"RAMSES stopped without {COMPLETED.strip()!r} in {run_dir}\n"
+                           f"{log_tail(run_dir)}")
 
 
 def final_output(run_dir: Path, end_time: float) -> Path:
-    """The final output of a finished run; ``RamsesFailed`` if the run did not finish whole."""
-    if not (run_dir / FINISHED).exists():
-        raise RamsesFailed(f"RAMSES did not finish in {run_dir}\n{log_tail(run_dir)}")
+    """The final output of a run: the newest, whole and at the end time; ``RamsesFailed``
+    otherwise."""
     found = outputs(run_dir)
     if not found or not is_complete(found[-1]):
         raise RamsesFailed(f"the last output in {run_dir} is missing or incomplete\n"
@@ -114,7 +119,7 @@ def final_output(run_dir: Path, end_time: float) -> Path:
 
 
 def finished_output(run_dir: Path, end_time: float) -> Path | None:
-    """The final output if an earlier attempt already finished the run, else None."""
+    """The final output if an earlier attempt already reached it, else None."""
     try:
         return final_output(run_dir, end_time)
     except RamsesFailed:
@@ -132,12 +137,12 @@ def log_tail(run_dir: Path, lines: int = 15) -> str:
 
 
 def code_version(run_dir: Path) -> str | None:
-    """The git hash RAMSES prints at start-up, if the log has it."""
+    """The git commit RAMSES prints at start-up (``last commit = …``), if the log has it."""
     try:
         text = (run_dir / LOG).read_text(errors="replace")
     except OSError:
         return None
-    match = re.search(r"git hash\s*[:=]?\s*([0-9a-f]{7,40})", text, re.IGNORECASE)
+    match = re.search(r"^\s*last commit\s*=\s*([0-9a-f]{7,40})", text, re.MULTILINE)
     return match.group(1) if match else None
 
 
