@@ -73,6 +73,17 @@ def sims() -> None:
     """Simulation campaigns."""
 
 
+@sims.command("validate")
+@click.argument("files", nargs=-1, required=True)
+def sims_validate(files: tuple[str, ...]) -> None:
+    """Check campaign FILES without simulating anything."""
+    from turbexp.campaign import plan_campaigns
+
+    for plan in plan_campaigns(list(files)):
+        out.print(f"[green]✓[/] {plan.path}: {plan.spec.name} ({len(plan.simulations)} "
+                  f"simulations, {plan.simulator.name}, executor {plan.spec.executor.kind})")
+
+
 @sims.command("run")
 @click.argument("files", nargs=-1, required=True)
 @_jobs_option
