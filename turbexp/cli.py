@@ -193,6 +193,60 @@ def predict(model_uri: str, maps: tuple[str, ...], out_dir: str, max_masked: flo
 
 
 @cli.command()
+@click.argument("more_real", nargs=-1, metavar="")
+@click.option("--real", multiple=True, metavar="FILES...",
+              help="Observed maps (FITS); every argument up to the next option counts, so "
+                   "`--real maps/*.fits` works.")
+@click.option("--simulated", metavar="CAMPAIGN", help="Campaign file giving the simulated maps.")
+@click.option("--count", type=int, default=None,
+              help="Maps to show, half real and half simulated (default 20; even).")
+@click.option("--seed", type=int, default=None,
+              help="Seed of the draw and the order (default: a random one, recorded).")
+@click.option("--session", "session_name", default=None, metavar="NAME_OR_PATH",
+              help="A name under TURBEXP_HOME/quiz/ or a folder; an existing session resumes.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but 127.0.0.1 exposes the quiz to the network.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port).")
+@_jobs_option
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def quiz(more_real: tuple[str, ...], real: tuple[str, ...], simulated: str | None,
+         count: int | None, seed: int | None, session_name: str | None, host: str, port: int,
+         jobs: int | None, no_progress: bool) -> None:
+    """A web page asking a person whether each map is real or simulated; the score goes to MLflow.
+
+    Answers are saved as they are given; run again with the same --session to resume.
+    """
+    from turbexp import quiz as q
+    from turbexp.paths import cache_dir
+    from turbexp.quiz_server import bind, serve
+    from turbexp.store import SimulationStore
+
+    real_files = [*real, *more_real]
+    directory = q.session_dir(session_name)
+    if q.QuizSession.exists(directory):
+        session = q.QuizSession(directory)
+        session.check_inputs(real_files, simulated, count, seed)
+        server = bind(host, port)
+    else:
+        count = q.DEFAULT_COUNT if count is None else count
+        inputs = q.check_inputs(real_files, simulated, count)
+        server = bind(host, port)
+        session = None
+    try:
+        if session is None:
+            session = q.build_session(
+                inputs, directory, SimulationStore(cache_dir()), count=count,
+                seed=q.new_seed() if seed is None else seed, jobs=jobs,
+                show_progress=not no_progress,
+                warn=lambda m: console.print(f"[yellow]warning:[/] {escape(m)}"))
+        with session.hold():
+            serve(server, session, lambda m: out.print(escape(m), soft_wrap=True))
+    finally:
+        server.server_close()
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; anything but 127.0.0.1 exposes the UI to the network.")
 @click.option("--port", default=5000, show_default=True, type=int)
