@@ -3,6 +3,7 @@ field, exit status 2, no traceback, nothing written to the cache, Optuna or MLfl
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from conftest import TINY_CAMPAIGN, TINY_EXPERIMENT, write
 
 from turbexp.cli import main
 
+# the deep extra's plugins are listed too when it is installed
+DEEP = importlib.util.find_spec("tensorflow") is not None
 # (which file, text to replace, replacement, field named in the message, words expected)
 CASES = [
     ("experiment", "name: tiny-hog-svm", "name: [oops", None, "invalid YAML"),
@@ -28,9 +31,11 @@ CASES = [
     ("experiment", "burgers: 4.0", "burgers: 1.5", "task.classes.burgers", "greater than"),
     ("experiment", "burgers: 4.0", "burgers: 4.3", "task.classes.burgers", "no simulation"),
     ("experiment", "plugin: hog", "plugin: hoog", "features.plugin",
-     "unknown features plugin 'hoog'; installed: hog, power_spectrum"),
+     "unknown features plugin 'hoog'; installed: hog, pixels, power_spectrum"
+     + (", transfer" if DEEP else "")),
     ("experiment", "plugin: svm,", "plugin: forest,", "estimator.plugin",
-     "unknown estimator plugin 'forest'; installed: logistic, svm, svr"),
+     "unknown estimator plugin 'forest'; installed: "
+     + ("cnn, debiased_cnn, " if DEEP else "") + "logistic, svm, svr"),
     ("experiment", "reports: [roc", "reports: [rocc", "evaluate.reports.0.plugin",
      "unknown report plugin 'rocc'"),
     ("experiment", "orientations: 6", "orientations: 100", "features.orientations",

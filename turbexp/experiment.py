@@ -116,6 +116,10 @@ def plan_experiment(path: str | Path) -> ExperimentPlan:
         plugin = _plugin(doc, "report", ref.plugin, (*loc, "plugin"))
         if task not in plugin.cls.tasks:
             raise doc.error(f"report {ref.plugin!r} does not apply to {task} tasks", loc)
+        wanted = getattr(plugin.cls, "estimators", None)
+        if wanted is not None and estimator.plugin.name not in wanted:
+            raise doc.error(f"report {ref.plugin!r} needs one of the estimators "
+                            f"{', '.join(sorted(wanted))}, not {estimator.plugin.name!r}", loc)
         plan = plan_params(plugin, ref.params, doc=doc, loc=loc, tune_defaults=False)
         if plan.space:
             raise doc.error("report parameters take values, not search spaces", loc)

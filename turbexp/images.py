@@ -12,7 +12,8 @@ by only ~0.003 dex, which an 8-bit image would erase.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from skimage.transform import resize
@@ -106,7 +107,12 @@ class ImageSet:
     index: np.ndarray  # (n,) spectral index of the simulation
     target: np.ndarray  # (n,) class label (int) or index (float)
     split: np.ndarray  # (n,) 0 train, 1 test, 2 holdout
+    metadata: dict[int, dict[str, Any]] = field(default_factory=dict)  # simulation -> stored
 
     def part(self, *names: str) -> np.ndarray:
         """Boolean mask of the images in the named splits."""
         return np.isin(self.split, [SPLITS.index(n) for n in names])
+
+    def metadata_of(self, mask: np.ndarray) -> list[dict[str, Any]]:
+        """The stored metadata of each selected image's simulation."""
+        return [self.metadata.get(int(s), {}) for s in self.simulation[mask]]

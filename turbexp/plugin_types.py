@@ -51,6 +51,11 @@ class Plugin:
     search_space: ClassVar[SearchSpace] = {}
     description: ClassVar[str] = ""
 
+    def requirements(self) -> list[str]:
+        """Pip requirements a logged model made with this plugin needs besides turbexp's own
+        (e.g. ``["tensorflow==2.20.0"]``)."""
+        return []
+
 
 # --- simulators -------------------------------------------------------------
 
@@ -152,7 +157,9 @@ class ReportContext:
     ``y_true`` holds class labels (classify) or the index n (regress);
     ``score`` holds the probability of class 1 (binary classify) or the
     predicted index (regress); ``features`` are the holdout features;
-    ``index`` the spectral index of each image's simulation.
+    ``index`` the spectral index of each image's simulation. ``images`` are the
+    holdout images (n, H, W), ``model`` the fitted pipeline (features, then
+    estimator) and ``metadata`` the stored metadata of each image's simulation.
     """
 
     task: TaskKind
@@ -163,6 +170,9 @@ class ReportContext:
     features: np.ndarray
     index: np.ndarray
     seed: int = 0
+    images: np.ndarray | None = None
+    model: Any = None
+    metadata: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -174,10 +184,15 @@ class ReportOutput:
 
 
 class Report(Plugin):
-    """Turns a :class:`ReportContext` into figures and metrics."""
+    """Turns a :class:`ReportContext` into figures and metrics.
+
+    ``estimators`` names the estimator plugins the report works with (None: any);
+    an experiment pairing it with another is refused at validation.
+    """
 
     kind: ClassVar[str] = "report"
     tasks: ClassVar[frozenset[str]] = frozenset({"classify", "regress"})
+    estimators: ClassVar[frozenset[str] | None] = None
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         raise NotImplementedError

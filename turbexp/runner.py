@@ -22,7 +22,7 @@ import optuna
 from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
-from turbexp import metrics, tracking
+from turbexp import metrics, tracking, training
 from turbexp.campaign import run_campaign
 from turbexp.errors import UserError
 from turbexp.experiment import ExperimentPlan
@@ -61,12 +61,15 @@ def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
     except ValueError as exc:
         raise plan.doc.error(str(exc), ("data", "split")) from None
     images, sims, index, target, split = [], [], [], [], []
+    stored_metadata: dict[int, dict[str, Any]] = {}
     missing = 0
     for (position, sim, y, _), part in zip(members, parts, strict=True):
         if not store.has(sim.key):
             missing += 1
             continue
-        block = images_from_maps(np.log10(store.get(sim.key).column_density), spec.data.images)
+        stored = store.get(sim.key)
+        stored_metadata[position] = stored.metadata
+        block = images_from_maps(np.log10(stored.column_density), spec.data.images)
         images.append(block)
         n = len(block)
         sims.append(np.full(n, position))
@@ -81,7 +84,7 @@ def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
         raise UserError(f"no simulation of campaign {plan.campaign.spec.name!r} is available",
                         file=str(plan.path), field="data.campaign")
     data = ImageSet(np.concatenate(images), np.concatenate(sims), np.concatenate(index),
-                    np.concatenate(target), np.concatenate(split))
+                    np.concatenate(target), np.concatenate(split), stored_metadata)
     for name in ("train", "test", "holdout"):
         if not data.part(name).any():
             raise UserError(f"no simulation of the {name} split is available; see the failed "
@@ -123,7 +126,7 @@ def _logged_params(section: str, params: PluginParams) -> dict[str, Any]:
     return {f"{section}.{k}": v for k, v in params.model_dump(mode="json").items()}
 
 
-def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int = 1,
+def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int | None = None,
                    show_progress: bool = True) -> RunSummary:
     """Run one validated experiment end to end; returns its headline numbers."""
     spec = plan.spec
@@ -170,20 +173,24 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int = 
             "estimator": plan.estimator.plugin.name,
         })
 
-        best, completed = _tune(plan, data, show_progress)
+        best, completed, pruned = _tune(plan, data, show_progress)
         fparams = plan.features.sample(best)
         eparams = plan.estimator.sample(best)
         mlflow.log_params({**_logged_params("features", fparams),
                            **_logged_params("estimator", eparams)})
         mlflow.log_metrics({f"best_test_{metric}": best.value,
-                            "trials_completed": completed})
+                            "trials_completed": completed, "trials_pruned": pruned})
 
         holdout = data.part("holdout")
         fit = data.part("train", "test")
         transformer = plan.features.plugin.create().build(fparams)
         estimator = plan.estimator.plugin.create().build(eparams, task)
         pipeline = Pipeline([("features", transformer), ("estimator", estimator)])
-        pipeline.fit(data.images[fit], y[fit])
+        reporter = training.EpochReporter()
+        with training.fitting(training.FitContext(reporter, groups=data.simulation[fit],
+                                                  metadata=data.metadata_of(fit))):
+            pipeline.fit(data.images[fit], y[fit])
+        reporter.log_learning_curve()
         x_hold = pipeline.named_steps["features"].transform(data.images[holdout])
         fitted = pipeline.named_steps["estimator"]
         y_pred, y_score = _predict(task, fitted, x_hold)
@@ -199,6 +206,9 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int = 
             features=np.asarray(x_hold),
             index=data.index[holdout],
             seed=spec.tune.seed,
+            images=data.images[holdout],
+            model=pipeline,
+            metadata=data.metadata_of(holdout),
         )
         _log_reports(plan, context)
         _log_model(plan, pipeline, data.images[holdout][:4])
@@ -210,9 +220,15 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int = 
 
 
 def _tune(plan: ExperimentPlan, data: ImageSet,
-          show_progress: bool) -> tuple[optuna.trial.FrozenTrial, int]:
+          show_progress: bool) -> tuple[optuna.trial.FrozenTrial, int, int]:
     """Run the trials still missing from the experiment's study, each a nested MLflow run
-    fitted on train and scored on test; returns the best trial and the completed count."""
+    fitted on train and scored on test; returns the best trial and the numbers of completed
+    and pruned trials.
+
+    An estimator that trains in epochs reports them through :mod:`turbexp.training`: each
+    epoch is logged on the trial's run and scored on test for the study's pruner, and a
+    pruned trial ends as PRUNED; it counts towards ``tune.trials`` like a completed one.
+    """
     spec, task, metric, study_name = plan.spec, plan.spec.task.kind, plan.metric, plan.study_name
     cache = FeatureCache(plan, data)
     y, train, test = data.target, data.part("train"), data.part("test")
@@ -234,14 +250,27 @@ def _tune(plan: ExperimentPlan, data: ImageSet,
                                     **tracking.process_tags()}):
             mlflow.log_params({**_logged_params("features", fparams),
                                **_logged_params("estimator", eparams)})
+            # each epoch is scored in the study's metric on test, which is the validation data
+            reporter = training.EpochReporter(trial, objective=(
+                f"val_{metric}", lambda m: _score(task, m, x_test, y[test])[metric]))
             try:
                 x_train, x_test = cache.get(fparams, ("train",), ("test",))
                 model = plan.estimator.plugin.create().build(eparams, task)
-                model.fit(x_train, y[train])
+                context = training.FitContext(
+                    reporter, validation=(x_test, y[test]), groups=data.simulation[train],
+                    metadata=data.metadata_of(train), validation_metadata=data.metadata_of(test),
+                    tuning=True)
+                with training.fitting(context):
+                    model.fit(x_train, y[train])
                 scores = _score(task, model, x_test, y[test])
             except TRIAL_ERRORS as exc:
                 trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
                 raise
+            except optuna.TrialPruned:
+                mlflow.set_tag(f"{tracking.TAG}.pruned", f"epoch {reporter.epochs}")
+                raise
+            finally:
+                reporter.log_learning_curve()
             mlflow.log_metrics({f"test_{k}": v for k, v in scores.items()})
             return scores[metric]
 
@@ -272,6 +301,8 @@ def _tune(plan: ExperimentPlan, data: ImageSet,
             except TRIAL_ERRORS:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 failures += 1
+            except optuna.TrialPruned:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             except BaseException:
                 trial.set_user_attr("interrupted", True)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -285,7 +316,8 @@ def _tune(plan: ExperimentPlan, data: ImageSet,
         errors = sorted({t.user_attrs.get("error", "unknown error") for t in study.trials})
         raise UserError(f"every trial of {spec.name!r} failed: {'; '.join(errors)}",
                         file=str(plan.path))
-    return study.best_trial, len(completed)
+    n_pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+    return study.best_trial, len(completed), n_pruned
 
 
 def _counts(trial: optuna.trial.FrozenTrial) -> bool:
@@ -350,10 +382,12 @@ def _plugin_types(model: Any) -> list[str]:
 def _log_model(plan: ExperimentPlan, pipeline: Pipeline, example: np.ndarray) -> None:
     import sklearn
 
-    packages = {p.package: p.version for p in
-                (plan.features.plugin, plan.estimator.plugin) if p.package != "?"}
+    plugins = (plan.features.plugin, plan.estimator.plugin)
+    packages = {p.package: p.version for p in plugins if p.package != "?"}
+    extra = sorted({r for p in plugins for r in p.create().requirements()})
     requirements = [f"scikit-learn=={sklearn.__version__}",
-                    *(f"{name}=={version}" for name, version in sorted(packages.items()))]
+                    *(f"{name}=={version}" for name, version in sorted(packages.items())),
+                    *extra]
     signature = infer_signature(example, pipeline.predict(example))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
