@@ -160,6 +160,7 @@ class ReportContext:
     ``index`` the spectral index of each image's simulation. ``images`` are the
     holdout images (n, H, W), ``model`` the fitted pipeline (features, then
     estimator) and ``metadata`` the stored metadata of each image's simulation.
+    ``probe`` scores the model on other maps: other campaigns, zoomed or smoothed maps.
     """
 
     task: TaskKind
@@ -173,6 +174,7 @@ class ReportContext:
     images: np.ndarray | None = None
     model: Any = None
     metadata: list[dict[str, Any]] | None = None
+    probe: Any = None  # turbexp.evaluation.Probe: the model on other maps and campaigns
 
 
 @dataclass

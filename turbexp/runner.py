@@ -23,8 +23,9 @@ from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
 from turbexp import metrics, tracking, training
-from turbexp.campaign import run_campaign
+from turbexp.campaign import PlannedSimulation, run_campaign
 from turbexp.errors import UserError
+from turbexp.evaluation import Probe
 from turbexp.experiment import ExperimentPlan
 from turbexp.images import ImageSet, images_from_maps, images_per_simulation, split_simulations
 from turbexp.paths import optuna_storage
@@ -209,6 +210,8 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int | 
             images=data.images[holdout],
             model=pipeline,
             metadata=data.metadata_of(holdout),
+            probe=Probe(plan, store, pipeline, _splits(plan, data), jobs=jobs,
+                        show_progress=show_progress),
         )
         _log_reports(plan, context)
         _log_model(plan, pipeline, data.images[holdout][:4])
@@ -217,6 +220,13 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int | 
                       f"{completed} trials) run {parent.info.run_id}")
         return RunSummary(spec.name, parent.info.run_id, metric, holdout_scores[metric],
                           float(best.value), completed)
+
+
+def _splits(plan: ExperimentPlan, data: ImageSet) -> dict[str, list[PlannedSimulation]]:
+    """The simulations of each split, as the image set assigns them."""
+    sims = plan.campaign.simulations
+    return {name: [sims[int(p)] for p in np.unique(data.simulation[data.part(name)])]
+            for name in ("train", "test", "holdout")}
 
 
 def _tune(plan: ExperimentPlan, data: ImageSet,
