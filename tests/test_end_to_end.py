@@ -43,6 +43,17 @@ def test_quickstart_like_run_leaves_a_complete_mlflow_record(tiny: Path) -> None
     artifacts = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id, "reports")}
     assert artifacts == {"reports/roc.png", "reports/confusion_matrix.png", "reports/tsne.png"}
 
+    # the holdout predictions, for comparing runs scored on the same holdout
+    predictions = mlflow.artifacts.load_dict(
+        f"runs:/{parent.info.run_id}/holdout/predictions.json")
+    assert predictions["campaign_hash"] == tags["turbexp.campaign_hash"]
+    assert len(predictions["y_true"]) == len(predictions["score"]) == int(
+        parent.data.params["n_images.holdout"])
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(predictions["y_true"], predictions["score"]) == \
+        metrics["holdout_roc_auc"]
+
     # the model is logged with a signature, and predicts on new maps
     [model] = mlflow.search_logged_models(experiment_ids=[parent.info.experiment_id],
                                           output_format="list")

@@ -35,6 +35,11 @@ from turbexp.store import SimulationStore
 
 matplotlib.use("Agg")
 
+HOLDOUT_PREDICTIONS = "holdout/predictions.json"
+"""Artifact of every experiment run: per holdout image its simulation (position in the
+campaign), index, target, prediction and score, with the campaign hash and split seed
+that identify the holdout set."""
+
 # errors that fail one trial (a parameter set that does not fit the data) but not the study
 TRIAL_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)
 
@@ -197,6 +202,17 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int | 
         y_pred, y_score = _predict(task, fitted, x_hold)
         holdout_scores = metrics.score(task, y[holdout], y_pred, y_score)
         mlflow.log_metrics({f"holdout_{k}": v for k, v in holdout_scores.items()})
+        mlflow.log_dict({
+            "task": task,
+            "class_names": list(spec.task.classes or {}),
+            "campaign_hash": plan.campaign.content_hash,
+            "split_seed": spec.data.split.seed,
+            "simulation": data.simulation[holdout].tolist(),
+            "index": data.index[holdout].tolist(),
+            "y_true": y[holdout].tolist(),
+            "y_pred": np.asarray(y_pred).tolist(),
+            "score": np.asarray(y_score, dtype=np.float64).tolist(),
+        }, HOLDOUT_PREDICTIONS)
 
         context = ReportContext(
             task=task,
