@@ -95,9 +95,13 @@ def plan_params(plugin: PluginInfo, values: dict[str, Any], *, doc: YamlDocument
 
 
 def _as_space(value: Any) -> Range | Choice | None:
+    """A search space written as a mapping, or None for a fixed value (a mapping without
+    ``low``/``high``/``choices`` is a value, for parameters that take one)."""
     if not isinstance(value, dict):
         return None
     keys = set(value)
+    if not keys & (_RANGE_KEYS | {"choices"}):
+        return None
     if keys == {"choices"}:
         if not isinstance(value["choices"], list) or not value["choices"]:
             raise ValueError("choices must be a non-empty list")
