@@ -196,6 +196,16 @@ def test_transfer_freezes_the_trunk_and_records_its_source(runs: Runs, fine_tune
     assert features.shape[0] == 2 and features.shape[1] == trunk.output_shape[-1]
 
 
+def test_experiment_uri_names_the_latest_finished_model(runs: Runs) -> None:
+    from turbexp.tracking import resolve_model_uri
+
+    name = mlflow.get_run(runs.index.run_id).data.tags["turbexp.experiment"]
+    assert resolve_model_uri(f"experiment:{name}") == f"runs:/{runs.index.run_id}/model"
+    assert resolve_model_uri("models:/m-1") == "models:/m-1"
+    with pytest.raises(ValueError, match="no finished run"):
+        resolve_model_uri("experiment:never-run")
+
+
 def test_debiased_run_logs_both_nuisance_scores(runs: Runs) -> None:
     run = mlflow.get_run(runs.debiased.run_id)
     metrics = run.data.metrics

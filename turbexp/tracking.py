@@ -124,3 +124,26 @@ def last_runs(names: list[str]) -> dict[str, Any]:
         if runs:
             found[name] = runs[0]
     return found
+
+
+EXPERIMENT_URI = "experiment:"
+
+
+def resolve_model_uri(uri: str) -> str:
+    """``experiment:NAME`` names the model of that experiment's latest finished run; any
+    other URI (``models:/...``, ``runs:/...``) is returned as it is. ``ValueError`` if the
+    experiment has no finished run."""
+    if not uri.startswith(EXPERIMENT_URI):
+        return uri
+    name = uri.removeprefix(EXPERIMENT_URI)
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(mlflow_experiment_name())
+    runs = [] if experiment is None else client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{ROLE}` = 'experiment' and tags.`{TAG}.experiment` = '{name}' "
+                      "and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        raise ValueError(f"experiment {name!r} has no finished run to take its model from; "
+                         "run it first")
+    return f"runs:/{runs[0].info.run_id}/model"

@@ -25,10 +25,14 @@ SOURCE_TAG = "turbexp.transfer.source"
 
 
 def load_source(uri: str) -> tuple[keras.Model, str | None]:
-    """The Keras model of the turbexp image model logged at ``uri``, and its run id."""
+    """The Keras model of the turbexp image model logged at ``uri`` (or the latest of the
+    experiment named by ``experiment:NAME``), and its run id."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from turbexp.tracking import resolve_model_uri
+
+    uri = resolve_model_uri(uri)
     try:
         pipeline = mlflow.sklearn.load_model(uri)
         run_id = mlflow.models.get_model_info(uri).run_id
