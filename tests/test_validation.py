@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_CAMPAIGN, TINY_EXPERIMENT, turbexp_cli, write
 
+from turbexp.campaign import plan_campaign
 from turbexp.errors import UserError, UserErrors
 from turbexp.experiment import plan_experiment, plan_experiments
 
@@ -123,8 +124,18 @@ def test_validate_accepts_the_shipped_catalogue() -> None:
     files = sorted((root / "experiments").glob("*.yaml"))
     assert files
     plans = plan_experiments(files)
-    assert {p.spec.name for p in plans} >= {"quickstart", "hog_svm", "hog_svr_index",
-                                            "power_spectrum_baseline"}
+    names = {p.spec.name for p in plans}
+    study = {"cnn_classify", "hog_svm", "hog_svr_index", "cnn_regress_index",
+             "power_spectrum_baseline"}
+    assert names >= study | {f"{n}_developed" for n in study}
+    assert names >= {"quickstart", "index_response", "tsne", "saliency", "zoom_invariance",
+                     "resolution_robustness", "smoothing", "transfer", "adversarial_debias",
+                     "realism", "hpo"}
+    presets = {p.spec.name: p.campaign.spec.preset for p in plans}
+    assert all(presets[f"{n}_developed"] == "developed" and presets[n] == "reference"
+               for n in study)
+    for path in sorted((root / "sims").glob("*.yaml")):  # every campaign validates too
+        plan_campaign(path)
 
 
 @pytest.mark.parametrize(
