@@ -8,7 +8,6 @@ import mlflow
 import numpy as np
 import pytest
 from astropy.io import fits
-
 from conftest import TINY_CAMPAIGN, turbexp_cli, write
 
 EXPERIMENT = """

@@ -151,6 +151,34 @@ def list_(files: tuple[str, ...]) -> None:
 
 
 @cli.command()
+@click.argument("runs", nargs=-1, required=True, metavar="EXPERIMENT_OR_RUN_ID...")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Folder for the PNG and PDF figures (default: comparison/NAME).")
+@click.option("--name", default=None,
+              help="Name of the comparison (default: the experiment names joined by _vs_).")
+def compare(runs: tuple[str, ...], out_dir: str | None, name: str | None) -> None:
+    """Draw runs scored on the same holdout together: ROC or predicted-vs-true, and the
+    headline metric beside the physics baseline; log them to a comparison run in MLflow."""
+    from pathlib import Path
+
+    from turbexp.compare import compare as compare_runs
+
+    result = compare_runs(list(runs), name=name, out=Path(out_dir) if out_dir else None)
+    table = Table(title=f"turbexp compare {result.name}")
+    for column in ("experiment", "features → estimator", result.metric, "physics baseline",
+                   "MLflow run"):
+        table.add_column(column)
+    for r in result.runs:
+        value = r.scores.get(result.metric.removeprefix("holdout_"), float("nan"))
+        table.add_row(r.label, f"{r.features} → {r.estimator}", f"{value:.4g}",
+                      "yes" if r.baseline else "", r.run_id)
+    out.print(table)
+    for path in result.files:
+        out.print(f"wrote {path}", soft_wrap=True)
+    out.print(f"MLflow comparison run {result.run_id}")
+
+
+@cli.command()
 def plugins() -> None:
     """Installed plugins with their kind, package and version; broken ones with their error."""
     from turbexp.plugins import load_registry

@@ -1,0 +1,465 @@
+"""``turbexp compare``: experiment runs scored on the same holdout, drawn together.
+
+Runs are named by experiment (its latest finished parent run) or by MLflow run id. They
+must share a task and a holdout set: the same campaign hash, split seed, classes and
+per-image list of holdout simulations. Figures are matplotlib :class:`Figure` objects
+drawn without pyplot, written as PNG and PDF and logged to a comparison run in MLflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn import metrics as skm
+
+from turbexp import metrics, tracking
+from turbexp.errors import UserError
+from turbexp.files import atomic_write
+from turbexp.runner import HOLDOUT_PREDICTIONS
+
+BASELINE_FEATURES = "power_spectrum"
+"""Runs with these features are the physics baseline (``power_spectrum_baseline``)."""
+ARTIFACT_DIR = "comparison"
+FORMATS = ("png", "pdf")
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_NAME = 100
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """One run's predictions on its holdout images."""
+
+    task: str
+    class_names: list[str]
+    campaign_hash: str
+    split_seed: int
+    simulation: np.ndarray
+    index: np.ndarray
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    score: np.ndarray
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Holdout:
+        return cls(
+            task=str(data["task"]),
+            class_names=[str(c) for c in data.get("class_names") or []],
+            campaign_hash=str(data["campaign_hash"]),
+            split_seed=int(data["split_seed"]),
+            simulation=np.asarray(data["simulation"], dtype=np.int64),
+            index=np.asarray(data["index"], dtype=np.float64),
+            y_true=np.asarray(data["y_true"]),
+            y_pred=np.asarray(data["y_pred"]),
+            score=np.asarray(data["score"], dtype=np.float64),
+        )
+
+
+@dataclass(frozen=True)
+class ComparedRun:
+    """An experiment's parent run with its holdout predictions and scores."""
+
+    reference: str
+    run_id: str
+    experiment: str
+    features: str
+    estimator: str
+    headline_metric: str
+    holdout: Holdout
+    label: str = ""
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return self.holdout.task
+
+    @property
+    def baseline(self) -> bool:
+        """Whether this run is the physics baseline (power-spectrum features)."""
+        return self.features == BASELINE_FEATURES
+
+    def describe(self) -> str:
+        return f"{self.experiment!r} (run {self.run_id[:8]})"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What ``turbexp compare`` made: the runs, the figures on disk and the MLflow run."""
+
+    name: str
+    runs: list[ComparedRun]
+    metric: str
+    files: list[Path]
+    run_id: str
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def resolve(references: list[str]) -> list[ComparedRun]:
+    """Each experiment name or run id as a run with its holdout predictions, in order.
+
+    A name is its latest FINISHED parent run; a 32-hex string that is a run id is that run.
+    A run named twice is compared once. Fewer than two runs is an error.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    found: dict[str, ComparedRun] = {}
+    for reference in references:
+        run = None
+        if RUN_ID.fullmatch(reference):
+            try:
+                run = client.get_run(reference)
+            except MlflowException:
+                run = None
+        if run is None:
+            run = _latest_finished(client, reference)
+        else:
+            _check_experiment_run(run, reference)
+        if run.info.run_id not in found:
+            found[run.info.run_id] = _load(client, run, reference)
+    runs = list(found.values())
+    if len(runs) < 2:
+        raise UserError(f"a comparison needs at least two runs; {', '.join(references)} "
+                        f"name{'s' if len(references) == 1 else ''} only "
+                        f"{runs[0].describe() if runs else 'none'}")
+    return _labelled(runs)
+
+
+def _latest_finished(client: Any, name: str) -> Any:
+    experiment = client.get_experiment_by_name(tracking.mlflow_experiment_name())
+    if experiment is not None and NAME.fullmatch(name):  # experiment names never hold quotes
+        named = (f"tags.`{tracking.ROLE}` = 'experiment' and "
+                 f"tags.`{tracking.TAG}.experiment` = '{name}'")
+        runs = client.search_runs([experiment.experiment_id],
+                                  filter_string=f"{named} and attributes.status = 'FINISHED'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+        if runs:
+            return runs[0]
+        if client.search_runs([experiment.experiment_id], filter_string=named, max_results=1):
+            raise UserError(f"experiment {name!r} has no finished run yet; "
+                            "run it with `turbexp run` first")
+    known = _known_experiments(client, experiment)
+    hint = f"; experiments with finished runs: {', '.join(known)}" if known else \
+        f"; the MLflow experiment {tracking.mlflow_experiment_name()!r} has no finished run"
+    raise UserError(f"{name!r} is neither an experiment with a run nor an MLflow run id{hint}")
+
+
+def _known_experiments(client: Any, experiment: Any) -> list[str]:
+    if experiment is None:
+        return []
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{tracking.ROLE}` = 'experiment' and attributes.status = 'FINISHED'",
+        max_results=1000)
+    return sorted({r.data.tags.get(f"{tracking.TAG}.experiment", "?") for r in runs})
+
+
+def _check_experiment_run(run: Any, reference: str) -> None:
+    role = run.data.tags.get(tracking.ROLE)
+    if role != "experiment":
+        raise UserError(f"run {reference} is not an experiment's parent run "
+                        f"({tracking.ROLE} = {role or 'not set'})")
+    if run.info.status != "FINISHED":
+        raise UserError(f"run {reference} is {run.info.status}; only finished runs are compared")
+
+
+def _load(client: Any, run: Any, reference: str) -> ComparedRun:
+    import mlflow
+
+    tags, params = run.data.tags, run.data.params
+    run_id = run.info.run_id
+    experiment = tags.get(f"{tracking.TAG}.experiment", run.info.run_name or run_id)
+    folder = HOLDOUT_PREDICTIONS.rpartition("/")[0]
+    if HOLDOUT_PREDICTIONS not in {a.path for a in client.list_artifacts(run_id, folder)}:
+        raise UserError(f"run {run_id} of {experiment!r} has no {HOLDOUT_PREDICTIONS}, so "
+                        "its holdout cannot be drawn; run the experiment again to compare it")
+    try:
+        with _no_download_bar():
+            data = mlflow.artifacts.load_dict(f"runs:/{run_id}/{HOLDOUT_PREDICTIONS}")
+        holdout = Holdout.from_dict(data)
+    except (KeyError, TypeError, ValueError, OSError) as exc:
+        raise UserError(f"run {run_id} of {experiment!r}: {HOLDOUT_PREDICTIONS} cannot be "
+                        f"read: {type(exc).__name__}: {exc}") from None
+    scores = metrics.score(holdout.task, holdout.y_true, holdout.y_pred, holdout.score)
+    metric = params.get("metric") or next(iter(metrics.METRICS[holdout.task]))
+    return ComparedRun(
+        reference=reference, run_id=run.info.run_id, experiment=experiment,
+        features=params.get("features", "?"), estimator=params.get("estimator", "?"),
+        headline_metric=tags.get(f"{tracking.TAG}.headline_metric", f"holdout_{metric}"),
+        holdout=holdout, scores=scores)
+
+
+@contextmanager
+def _no_download_bar() -> Iterator[None]:
+    """MLflow's download progress bar off, unless the user chose otherwise."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    if key in os.environ:
+        yield
+        return
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
+
+
+def _labelled(runs: list[ComparedRun]) -> list[ComparedRun]:
+    """Legend labels: the experiment name, with a short run id where names repeat."""
+    names = [r.experiment for r in runs]
+    return [replace(r, label=r.experiment if names.count(r.experiment) == 1
+                     else f"{r.experiment} {r.run_id[:8]}") for r in runs]
+
+
+def check_same_holdout(runs: list[ComparedRun]) -> None:
+    """Refuse runs of different tasks or holdout sets, naming each difference."""
+    first = runs[0]
+    problems = []
+    for other in runs[1:]:
+        found = holdout_differences(first.holdout, other.holdout)
+        if found:
+            problems.append(f"{first.describe()} vs {other.describe()}: {'; '.join(found)}")
+    if problems:
+        raise UserError("these runs were not scored on the same holdout, so they cannot be "
+                        "compared:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def holdout_differences(a: Holdout, b: Holdout) -> list[str]:
+    """What tells two holdout sets apart (empty when they are the same)."""
+    found = []
+    if a.task != b.task:
+        found.append(f"task {a.task} vs {b.task}")
+    if a.campaign_hash != b.campaign_hash:
+        found.append(f"campaign hash {a.campaign_hash[:12]} vs {b.campaign_hash[:12]}")
+    if a.split_seed != b.split_seed:
+        found.append(f"split seed {a.split_seed} vs {b.split_seed}")
+    if a.task == b.task == "classify" and a.class_names != b.class_names:
+        found.append(f"classes {a.class_names} vs {b.class_names}")
+    if found:
+        return found
+    sims_a, sims_b = sorted(set(a.simulation.tolist())), sorted(set(b.simulation.tolist()))
+    if sims_a != sims_b:
+        found.append(f"holdout simulations {sims_a} vs {sims_b}")
+    elif len(a.simulation) != len(b.simulation):
+        found.append(f"holdout images {len(a.simulation)} vs {len(b.simulation)} "
+                     "(different images per simulation)")
+    elif not np.array_equal(a.simulation, b.simulation):
+        found.append("holdout images in a different order")
+    return found
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _colour(position: int) -> str:
+    return f"C{position % 10}"
+
+
+def roc_figure(runs: list[ComparedRun]) -> Figure:
+    """Every classifier's ROC curve on the shared holdout, its AUC in the legend."""
+    fig = Figure(figsize=(6, 6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+    first = runs[0].holdout
+    positive = np.asarray(first.y_true).ravel() == 1
+    names = first.class_names
+    positive_name = names[1] if len(names) > 1 else "class 1"
+    if positive.all() or not positive.any():
+        ax.text(0.5, 0.5, "ROC undefined:\nonly one class in the holdout", ha="center",
+                va="center")
+    else:
+        for i, run in enumerate(runs):
+            fpr, tpr, _ = skm.roc_curve(run.holdout.y_true == 1, run.holdout.score)
+            style = {"linestyle": "--", "linewidth": 2.5} if run.baseline else {"linewidth": 2}
+            suffix = ", physics baseline" if run.baseline else ""
+            ax.plot(fpr, tpr, color=_colour(i), **style,
+                    label=f"{run.label} (AUC = {run.scores['roc_auc']:.3f}){suffix}")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate",
+           ylabel="True positive rate",
+           title=f"ROC on the shared holdout ({len(first.y_true)} images), "
+                 f"positive class: {positive_name}")
+    ax.set_aspect("equal")
+    ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+def predicted_vs_true_figure(runs: list[ComparedRun]) -> Figure:
+    """Every regressor's predicted index against the true one, with the identity line."""
+    fig = Figure(figsize=(6, 6), layout="constrained")
+    ax = fig.add_subplot()
+    values = np.concatenate([np.concatenate([r.holdout.y_true.astype(np.float64),
+                                             r.holdout.score]) for r in runs])
+    values = values[np.isfinite(values)]
+    low, high = (float(values.min()), float(values.max())) if values.size else (3.0, 4.5)
+    pad = 0.05 * (high - low) or 0.1
+    low, high = low - pad, high + pad
+    ax.plot([low, high], [low, high], color="grey", linestyle="--", label="predicted = true")
+    for i, run in enumerate(runs):
+        suffix = ", physics baseline" if run.baseline else ""
+        ax.scatter(run.holdout.y_true.astype(np.float64), run.holdout.score, s=16, alpha=0.6,
+                   color=_colour(i), marker="s" if run.baseline else "o",
+                   label=f"{run.label} (MSE = {run.scores['mse']:.3g}, "
+                         f"R² = {run.scores['r2']:.3g}){suffix}")
+    ax.set(xlim=(low, high), ylim=(low, high), xlabel="true spectral index n",
+           ylabel="predicted spectral index n",
+           title=f"Predicted vs true index on the shared holdout ({len(runs[0].holdout.y_true)} "
+                 "images)")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+def headline_figure(runs: list[ComparedRun], metric: str) -> Figure:
+    """A bar per run of the holdout ``metric`` (``holdout_<m>``); the physics baseline hatched
+    and drawn across as a line."""
+    name = metric.removeprefix("holdout_")
+    direction = metrics.direction(runs[0].task, name)
+    values = np.array([r.scores.get(name, float("nan")) for r in runs], dtype=np.float64)
+    fig = Figure(figsize=(max(5.0, 1.2 * len(runs) + 2.5), 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    positions = np.arange(len(runs))
+    bars = ax.bar(positions, np.nan_to_num(values), color=[_colour(i) for i in range(len(runs))],
+                  edgecolor="black")
+    for bar, run in zip(bars, runs, strict=True):
+        if run.baseline:
+            bar.set_facecolor("lightgrey")
+            bar.set_hatch("//")
+    ax.bar_label(bars, labels=["n/a" if np.isnan(v) else f"{v:.3g}" for v in values],
+                 padding=2)
+    baselines = [(r, v) for r, v in zip(runs, values, strict=True) if r.baseline]
+    for run, value in baselines:
+        if np.isfinite(value):
+            ax.axhline(value, color="black", linestyle="--", linewidth=1,
+                       label=f"physics baseline: {run.label} = {value:.3g}")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(positions, [r.label for r in runs], rotation=20 if len(runs) > 3 else 0,
+                  ha="right" if len(runs) > 3 else "center")
+    better = "higher" if direction == "maximize" else "lower"
+    title = f"Holdout {name} ({better} is better)"
+    if not baselines:
+        title += f"\nno physics baseline ({BASELINE_FEATURES} features) among these runs"
+    ax.set(ylabel=f"holdout {name}", title=title)
+    if runs[0].task == "classify":
+        ax.set_ylim(0, 1.12)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def figures(runs: list[ComparedRun], metric: str) -> dict[str, Figure]:
+    """The comparison's figures by file stem."""
+    drawn = {"roc": roc_figure(runs)} if runs[0].task == "classify" else \
+        {"predicted_vs_true": predicted_vs_true_figure(runs)}
+    drawn["headline"] = headline_figure(runs, metric)
+    return drawn
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def default_name(runs: list[ComparedRun]) -> str:
+    """The experiments' names joined by ``_vs_``, or a hash of the run ids when too long."""
+    names = list(dict.fromkeys(r.experiment for r in runs))
+    name = "_vs_".join(names)
+    if len(names) == len(runs) and len(name) <= MAX_NAME and NAME.fullmatch(name):
+        return name
+    digest = hashlib.sha256(",".join(r.run_id for r in runs).encode()).hexdigest()[:12]
+    return f"comparison-{digest}"
+
+
+def _save(figure: Figure, fmt: str, handle: IO[bytes]) -> None:
+    figure.savefig(handle, format=fmt, dpi=150)
+
+
+def write_figures(drawn: dict[str, Figure], out: Path) -> list[Path]:
+    """Each figure as PNG and PDF in ``out``, each file written atomically."""
+    written = []
+    for stem, figure in drawn.items():
+        for fmt in FORMATS:
+            target = out / f"{stem}.{fmt}"
+            atomic_write(target, partial(_save, figure, fmt))
+            written.append(target)
+    return written
+
+
+def summary(runs: list[ComparedRun], metric: str) -> dict[str, Any]:
+    """The compared runs and their holdout scores, as logged in ``comparison/runs.json``."""
+    first = runs[0].holdout
+    return {
+        "task": first.task, "metric": metric, "campaign_hash": first.campaign_hash,
+        "split_seed": first.split_seed, "n_images": len(first.y_true),
+        "holdout_simulations": sorted(set(first.simulation.tolist())),
+        "runs": [{"run_id": r.run_id, "experiment": r.experiment, "label": r.label,
+                  "given_as": r.reference, "features": r.features, "estimator": r.estimator,
+                  "physics_baseline": r.baseline,
+                  "holdout": {f"holdout_{k}": v for k, v in r.scores.items()}} for r in runs],
+    }
+
+
+def log_comparison(name: str, runs: list[ComparedRun], metric: str, files: list[Path]) -> str:
+    """One MLflow run (``turbexp.role = comparison``) with the figures under ``comparison/``,
+    the compared runs as params and their holdout metrics; returns its id."""
+    from mlflow.entities import Metric, Param, RunStatus
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    first = runs[0].holdout
+    tags = {
+        tracking.ROLE: "comparison",
+        f"{tracking.TAG}.comparison": name,
+        f"{tracking.TAG}.campaign_hash": first.campaign_hash,
+        f"{tracking.TAG}.headline_metric": metric,
+        **tracking.process_tags(),
+    }
+    run_id = client.create_run(tracking.use_experiment(), tags=tags,
+                               run_name=f"compare {name}").info.run_id
+    try:
+        baselines = [r.run_id for r in runs if r.baseline]
+        params = {"runs": ",".join(r.run_id for r in runs),
+                  "experiments": ",".join(r.experiment for r in runs),
+                  "task": first.task, "metric": metric, "split.seed": first.split_seed,
+                  "n_runs": len(runs), "n_images.holdout": len(first.y_true),
+                  "baseline": ",".join(baselines) or "none"}
+        values = {f"holdout_{k}.{r.label}": v for r in runs for k, v in r.scores.items()}
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()],
+                         metrics=[Metric(k, float(v), 0, 0) for k, v in values.items()])
+        for path in files:
+            client.log_artifact(run_id, str(path), ARTIFACT_DIR)
+    except BaseException:
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+    return run_id
+
+
+def compare(references: list[str], *, name: str | None = None,
+            out: Path | None = None) -> Comparison:
+    """Resolve and check the runs, draw and write the figures, log the comparison run."""
+    if name is not None and (len(name) > MAX_NAME or not NAME.fullmatch(name)):
+        raise UserError(f"comparison name {name!r}: use letters, digits, '_', '.' and '-' "
+                        f"(starting with a letter or digit, at most {MAX_NAME} characters)")
+    runs = resolve(references)
+    check_same_holdout(runs)
+    metric = runs[0].headline_metric
+    name = name or default_name(runs)
+    out = Path(ARTIFACT_DIR) / name if out is None else out
+    drawn = figures(runs, metric)
+    files = write_figures(drawn, out)
+    table = json.dumps(summary(runs, metric), indent=2).encode()
+    atomic_write(out / "runs.json", lambda handle: handle.write(table))
+    files.append(out / "runs.json")
+    run_id = log_comparison(name, runs, metric, files)
+    return Comparison(name, runs, metric, files, run_id)
