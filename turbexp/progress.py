@@ -59,3 +59,12 @@ def progress_bar(description: str, total: int, *, completed: int = 0,
     with progress:
         task = progress.add_task(description, total=total, completed=completed, failed=0)
         yield Bar(progress, task)
+
+
+@contextmanager
+def step(description: str, *, enabled: bool = True) -> Iterator[None]:
+    """Name a step that has no count (a refit, a report) as it starts. A line, not a live
+    display, so the step may show progress bars of its own."""
+    if enabled:
+        console.print(f"  [dim]{description}…[/]")
+    yield

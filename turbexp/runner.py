@@ -30,7 +30,7 @@ from turbexp.experiment import ExperimentPlan
 from turbexp.images import ImageSet, images_from_maps, images_per_simulation, split_simulations
 from turbexp.paths import optuna_storage
 from turbexp.plugin_types import PluginParams, ReportContext
-from turbexp.progress import console, progress_bar
+from turbexp.progress import console, progress_bar, step
 from turbexp.store import SimulationStore
 
 matplotlib.use("Agg")
@@ -193,8 +193,10 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int | 
         estimator = plan.estimator.plugin.create().build(eparams, task)
         pipeline = Pipeline([("features", transformer), ("estimator", estimator)])
         reporter = training.EpochReporter()
-        with training.fitting(training.FitContext(reporter, groups=data.simulation[fit],
-                                                  metadata=data.metadata_of(fit))):
+        with step(f"{spec.name}: refitting the best configuration on train + test",
+                  enabled=show_progress), \
+                training.fitting(training.FitContext(reporter, groups=data.simulation[fit],
+                                                     metadata=data.metadata_of(fit))):
             pipeline.fit(data.images[fit], y[fit])
         reporter.log_learning_curve()
         x_hold = pipeline.named_steps["features"].transform(data.images[holdout])
@@ -229,8 +231,9 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int | 
             probe=Probe(plan, store, pipeline, _splits(plan, data), jobs=jobs,
                         show_progress=show_progress),
         )
-        _log_reports(plan, context)
-        _log_model(plan, pipeline, data.images[holdout][:4])
+        _log_reports(plan, context, show_progress)
+        with step(f"{spec.name}: logging the model", enabled=show_progress):
+            _log_model(plan, pipeline, data.images[holdout][:4])
         console.print(f"[green]✓[/] {spec.name}: holdout {metric} = "
                       f"{holdout_scores[metric]:.4g} (best test {best.value:.4g}, "
                       f"{completed} trials) run {parent.info.run_id}")
@@ -381,11 +384,12 @@ def _score(task: str, model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, flo
     return metrics.score(task, y, *_predict(task, model, x))
 
 
-def _log_reports(plan: ExperimentPlan, context: ReportContext) -> None:
+def _log_reports(plan: ExperimentPlan, context: ReportContext, show_progress: bool) -> None:
     import matplotlib.pyplot as plt
 
     for report in plan.reports:
-        output = report.plugin.create().render(context, report.params)
+        with step(f"{plan.spec.name}: report {report.plugin.name}", enabled=show_progress):
+            output = report.plugin.create().render(context, report.params)
         for name, figure in output.figures.items():
             mlflow.log_figure(figure, f"reports/{name}")
             plt.close(figure)
