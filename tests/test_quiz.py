@@ -298,14 +298,17 @@ def test_quiz_command_serves_and_resumes(workdir: Path, real_maps: list[Path],
     path, store = campaign
     env = {**os.environ, "TURBEXP_CACHE": str(store.root)}
 
+    errors = workdir / "quiz.err"  # a file, not a pipe: a full pipe would block the process
+
     def start(*args: str) -> tuple[subprocess.Popen, str]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "turbexp.cli", "quiz", "--session", "cli", "--port", "0",
-             "--no-progress", *args], cwd=workdir, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
+        with open(errors, "w") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "turbexp.cli", "quiz", "--session", "cli", "--port",
+                 "0", "--no-progress", *args], cwd=workdir, env=env, stdout=subprocess.PIPE,
+                stderr=stderr, text=True)
         line = process.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+/", line)
-        assert url, line + process.stderr.read()
+        assert url, line + errors.read_text()
         return process, url.group(0)
 
     process, url = start("--real", *map(str, real_maps), "--simulated", str(path),
@@ -313,7 +316,12 @@ def test_quiz_command_serves_and_resumes(workdir: Path, real_maps: list[Path],
     token = re.search(r'name="token" value="([0-9a-f]{32})"', get(url)).group(1)
     assert post(url + "answer", {"token": token, "answer": "simulated"}) == 303
     process.send_signal(signal.SIGINT)
-    assert process.wait(30) == 0
+    try:
+        assert process.wait(60) == 0, errors.read_text()
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"quiz did not stop on SIGINT; stderr:\n{errors.read_text()}") \
+            from None
     assert "stopped; 1 answers" in process.stdout.read()
     process, url = start()  # the session's inputs come from its plan
     try:
