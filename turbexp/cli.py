@@ -191,7 +191,8 @@ def plugins() -> None:
         table.add_row(info.kind, info.name, info.package, info.version, info.entry_point)
     out.print(table, soft_wrap=True)
     for failure in found.failures:
-        console.print(f"[red]failed to load[/] {failure.entry_point} ({failure.package} "
+        what = "[yellow]not installed[/]" if failure.missing_extra else "[red]failed to load[/]"
+        console.print(f"{what} {failure.entry_point} ({failure.package} "
                       f"{failure.version}): {escape(failure.error)}", soft_wrap=True)
 
 

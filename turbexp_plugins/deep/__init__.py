@@ -16,12 +16,13 @@ import os
 
 from turbexp import hookimpl
 from turbexp.hookspecs import Register
+from turbexp.plugins import MissingExtra
 
 REQUIRED = {"tensorflow": "tensorflow", "keras": "keras", "tf_keras_vis": "tf-keras-vis"}
 
 for _module, _package in REQUIRED.items():
     if importlib.util.find_spec(_module) is None:
-        raise ModuleNotFoundError(
+        raise MissingExtra(
             f"No module named {_module!r}: install the deep extra, pip install "
             f"'turbexp[deep]' (package {_package})", name=_module)
 
