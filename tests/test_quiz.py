@@ -293,6 +293,13 @@ def test_restarting_the_server_resumes_at_the_first_unanswered_map(
         assert f"/map/{session.items[2].token}.png" in page
 
 
+def _interruptible() -> None:
+    """In the child, before exec: take SIGINT as a terminal would deliver it, whatever the
+    test process inherited (an ignored or blocked SIGINT is passed on to children)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_quiz_command_serves_and_resumes(workdir: Path, real_maps: list[Path],
                                          campaign: tuple[Path, SimulationStore]) -> None:
     path, store = campaign
@@ -305,7 +312,7 @@ def test_quiz_command_serves_and_resumes(workdir: Path, real_maps: list[Path],
             process = subprocess.Popen(
                 [sys.executable, "-m", "turbexp.cli", "quiz", "--session", "cli", "--port",
                  "0", "--no-progress", *args], cwd=workdir, env=env, stdout=subprocess.PIPE,
-                stderr=stderr, text=True)
+                stderr=stderr, text=True, preexec_fn=_interruptible)
         line = process.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+/", line)
         assert url, line + errors.read_text()
@@ -320,8 +327,9 @@ def test_quiz_command_serves_and_resumes(workdir: Path, real_maps: list[Path],
         assert process.wait(60) == 0, errors.read_text()
     except subprocess.TimeoutExpired:
         process.kill()
-        raise AssertionError(f"quiz did not stop on SIGINT; stderr:\n{errors.read_text()}") \
-            from None
+        here = (signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        raise AssertionError(f"quiz did not stop on SIGINT (test process SIGINT handler and "
+                             f"blocked signals: {here}); stderr:\n{errors.read_text()}") from None
     assert "stopped; 1 answers" in process.stdout.read()
     process, url = start()  # the session's inputs come from its plan
     try:
