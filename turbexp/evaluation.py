@@ -17,7 +17,7 @@ from scipy.ndimage import gaussian_filter
 
 from turbexp import metrics
 from turbexp.campaign import PlannedSimulation, plan_campaign, run_campaign
-from turbexp.images import images_from_maps
+from turbexp.images import images_from_maps, resize_to
 from turbexp.store import SimulationStore
 
 if TYPE_CHECKING:
@@ -40,8 +40,6 @@ def zoom_maps(log_maps: np.ndarray, factor: float) -> np.ndarray:
     the view beyond the box by repeating it periodically (the boxes are periodic).
     Either way the view is resampled to the original pixel count.
     """
-    from turbexp.images import resize_to
-
     if factor <= 0:
         raise ValueError(f"zoom factor must be positive, got {factor}")
     n = log_maps.shape[-1]
