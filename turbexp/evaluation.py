@@ -22,6 +22,7 @@ from turbexp.store import SimulationStore
 
 if TYPE_CHECKING:
     from turbexp.experiment import ExperimentPlan
+    from turbexp.plugin_types import ReportContext
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,13 @@ def smooth_maps(column_density: np.ndarray, scale: float) -> np.ndarray:
         return column_density
     sigma = scale * column_density.shape[-1]
     return np.stack([gaussian_filter(m, sigma, mode="wrap") for m in column_density])
+
+
+def probe_of(context: ReportContext) -> Probe:
+    """The probe of a report's context; ``ValueError`` when the report runs without one."""
+    if context.probe is None:
+        raise ValueError("this report needs the fitted model (ReportContext.probe)")
+    return context.probe
 
 
 class Probe:

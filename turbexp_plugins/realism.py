@@ -32,6 +32,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from turbexp import hookimpl
+from turbexp.evaluation import probe_of
 from turbexp.hookspecs import Register
 from turbexp.maps import ObservedMap, read_map, tile_map
 from turbexp.plugin_types import PluginParams, Report, ReportContext, ReportOutput
@@ -72,9 +73,7 @@ class Realism(Report):
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         p = self.Params.model_validate(params.model_dump())
-        probe = context.probe
-        if probe is None:
-            raise ValueError("the realism report needs the fitted model (ReportContext.probe)")
+        probe = probe_of(context)
         size = probe.plan.spec.data.images.size
         real, real_groups = _real_tiles(p, probe, size)
         sims = probe.simulations("holdout")

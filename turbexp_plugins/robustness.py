@@ -20,16 +20,9 @@ from matplotlib.figure import Figure
 from pydantic import Field, field_validator
 
 from turbexp import hookimpl
-from turbexp.evaluation import Probe, Simulation
+from turbexp.evaluation import Probe, Simulation, probe_of
 from turbexp.hookspecs import Register
 from turbexp.plugin_types import PluginParams, Report, ReportContext, ReportOutput
-
-
-def _probe(context: ReportContext) -> Probe:
-    probe = getattr(context, "probe", None)
-    if probe is None:
-        raise ValueError("this report needs the fitted model (ReportContext.probe)")
-    return probe
 
 
 def _label(value: float) -> str:
@@ -63,7 +56,7 @@ class IndexResponse(Report):
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         p = self.Params.model_validate(params.model_dump())
-        probe = _probe(context)
+        probe = probe_of(context)
         simulations = probe.campaign_simulations(p.campaign)
         if not simulations:
             raise ValueError(f"no simulation of {p.campaign} is available")
@@ -142,7 +135,7 @@ class ZoomInvariance(Report):
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         p = self.Params.model_validate(params.model_dump())
-        probe = _probe(context)
+        probe = probe_of(context)
         holdout = probe.simulations("holdout")
         values = [probe.score(holdout, zoom=f)[probe.metric] for f in p.factors]
         fig = Figure(figsize=(5, 4), layout="constrained")
@@ -173,7 +166,7 @@ class ResolutionParams(PluginParams):
 def _test_sets(probe: Probe, p: ResolutionParams) -> dict[str, list[Simulation]]:
     """The holdout and every other campaign, named by code and grid (``grid_64``,
     ``ramses_32``); empty cached campaigns are left out."""
-    sets = {f"grid_{_grid(probe.simulations('holdout'))}": probe.simulations("holdout")}
+    sets = {f"grid_{probe.plan.campaign.spec.grid}": probe.simulations("holdout")}
     for path, run in [*((c, True) for c in p.campaigns), *((c, False) for c in p.cached)]:
         sims = [s for s in probe.campaign_simulations(path, run=run)
                 if probe.target(s.index) is not None]
@@ -194,7 +187,7 @@ class ResolutionRobustness(Report):
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         p = self.Params.model_validate(params.model_dump())
-        probe = _probe(context)
+        probe = probe_of(context)
         scores = {name: probe.score(sims)[probe.metric]
                   for name, sims in _test_sets(probe, p).items()}
         fig = Figure(figsize=(5, 4), layout="constrained")
@@ -202,7 +195,7 @@ class ResolutionRobustness(Report):
         names = list(scores)
         ax.bar(range(len(names)), [scores[n] for n in names], color="C0")
         ax.set_xticks(range(len(names)), names)
-        ax.set_xlabel(f"test maps (trained on grid {_grid(probe.simulations('train'))})")
+        ax.set_xlabel(f"test maps (trained on grid {probe.plan.campaign.spec.grid})")
         _metric_axis(ax, probe)
         metrics = {f"resolution_{name}_{probe.metric}": v for name, v in scores.items()}
         return ReportOutput(figures={"resolution_robustness.png": fig}, metrics=metrics)
@@ -231,7 +224,7 @@ class Smoothing(Report):
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         p = self.Params.model_validate(params.model_dump())
-        probe = _probe(context)
+        probe = probe_of(context)
         sets = _test_sets(probe, p)
         training = probe.simulations("train", "test")
         table: dict[str, list[float]] = {name: [] for name in sets}
