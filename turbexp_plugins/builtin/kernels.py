@@ -20,13 +20,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
-SOUND_SPEED = 1.0
-_C2 = SOUND_SPEED**2
+from turbexp_plugins.builtin import face
+from turbexp_plugins.builtin.face import HLL, LLF, MC, MINMOD, SOUND_SPEED, VANLEER
 
-MINMOD, VANLEER, MC = 0, 1, 2
-"""Codes of the slope limiters (the order of :data:`.solver.LIMITER_NAMES`)."""
-LLF, HLL = 0, 1
-"""Codes of the Riemann solvers (the order of :data:`.solver.RIEMANN_SOLVERS`)."""
+__all__ = ["HLL", "LLF", "MC", "MINMOD", "SOUND_SPEED", "VANLEER"]
 
 
 def _kernel(func):
@@ -46,43 +43,17 @@ def _kernel(func):
 _inline = njit(inline="always", error_model="numpy")
 _serial = njit(error_model="numpy")
 
-
-# --- one face -------------------------------------------------------------------------
-
-
-@_inline
-def _minmod(a, b):
-    """The smaller of ``a`` and ``b`` in magnitude, 0 where their signs differ."""
-    sign = 1.0 if a >= 0.0 else -1.0  # written without branches, so that it vectorises
-    return sign * max(min(sign * b, abs(a)), 0.0)
-
-
-@_inline
-def _slope(backward, forward, limiter):
-    """Limited slope of a cell from its backward and forward differences."""
-    if limiter == MINMOD:
-        return _minmod(backward, forward)
-    if limiter == VANLEER:  # harmonic mean where the signs agree
-        product = backward * forward
-        mean = 2.0 * product / (backward + forward)
-        return mean if product > 0.0 else 0.0
-    return _minmod(0.5 * (backward + forward), 2.0 * _minmod(backward, forward))  # mc
+_face = face.compiled(_inline)
+_half_slope = _face.half_slope
+_face_conserved_and_flux = _face.conserved_and_flux
+_llf_speed, _llf_flux = _face.llf_speed, _face.llf_flux
+_hll_speeds, _hll_flux = _face.hll_speeds, _face.hll_flux
 
 
 @_inline
 def _conserved_and_flux(prim, v, b, normal):
-    """Conserved variable ``v`` of primitive states ``prim[:, b]`` and its flux along ``normal``.
-
-    ``normal`` (1, 2 or 3) is the index of the velocity along the swept axis.
-    """
-    rho = prim[0, b]
-    mass_flux = rho * prim[normal, b]
-    if v == 0:
-        return rho, mass_flux
-    flux = prim[v, b] * mass_flux
-    if v == normal:
-        flux += _C2 * rho
-    return prim[v, b] * rho, flux
+    """Conserved variable ``v`` of primitive states ``prim[:, b]`` and its flux along ``normal``."""
+    return _face_conserved_and_flux(prim[0, b], prim[v, b], prim[normal, b], v, normal)
 
 
 # --- one row of faces -----------------------------------------------------------------
@@ -102,7 +73,7 @@ def _half_slopes(prim, o, s, line, limiter, out):
             w = prim[v, o, s, line, b]
             backward = w - prim[v, o, below, line, b]
             forward = prim[v, o, above, line, b] - w
-            out[v, b] = 0.5 * _slope(backward, forward, limiter)
+            out[v, b] = _half_slope(backward, forward, limiter)
 
 
 @_serial
@@ -123,20 +94,18 @@ def _face_fluxes(left, right, normal, riemann, flux):
     """LLF or HLL (Davis wave speeds) fluxes between primitive states, face by face."""
     if riemann == LLF:
         for b in range(flux.shape[1]):
-            speed = max(abs(left[normal, b]), abs(right[normal, b])) + SOUND_SPEED
+            speed = _llf_speed(left[normal, b], right[normal, b])
             for v in range(4):
                 ul, fl = _conserved_and_flux(left, v, b, normal)
                 ur, fr = _conserved_and_flux(right, v, b, normal)
-                flux[v, b] = ((fl + fr) - (ur - ul) * speed) * 0.5
+                flux[v, b] = _llf_flux(ul, fl, ur, fr, speed)
     else:
         for b in range(flux.shape[1]):
-            s_left = min(min(left[normal, b], right[normal, b]) - SOUND_SPEED, 0.0)
-            s_right = max(max(left[normal, b], right[normal, b]) + SOUND_SPEED, 0.0)
+            s_left, s_right = _hll_speeds(left[normal, b], right[normal, b])
             for v in range(4):
                 ul, fl = _conserved_and_flux(left, v, b, normal)
                 ur, fr = _conserved_and_flux(right, v, b, normal)
-                upwind = (fl * s_right - fr * s_left) + (ur - ul) * (s_left * s_right)
-                flux[v, b] = upwind / (s_right - s_left)
+                flux[v, b] = _hll_flux(ul, fl, ur, fr, s_left, s_right)
 
 
 @_serial
@@ -220,6 +189,63 @@ def sweep_last(prim, dudt, first, limiter, riemann, density_floor):
                     dudt[v, i, j, k] = previous + change[v, 0, k, 0, j]
 
 
+# The reducing kernels reduce each x-plane in a serial function and combine the planes'
+# results after the parallel loop: numba's parfor reduction analysis fails on such loops
+# written inline on Python 3.12.
+
+
+@_serial
+def _first_stage_plane(state, stage, i, dt, scale, density_floor):
+    """:func:`first_stage` on the plane ``i``; returns its non-finite count and lowest ρ."""
+    _, _, ny, nz = state.shape
+    count = 0
+    lowest = np.inf
+    for j in range(ny):
+        for k in range(nz):
+            for v in range(4):
+                x = state[v, i, j, k] + dt * (stage[v, i, j, k] * scale)
+                stage[v, i, j, k] = x
+                if not math.isfinite(x):
+                    count += 1
+            lowest = min(lowest, stage[0, i, j, k])
+            stage[0, i, j, k] = max(stage[0, i, j, k], density_floor)
+    return count, lowest
+
+
+@_serial
+def _second_stage_plane(state, stage, dudt, i, dt, scale, density_floor):
+    """:func:`second_stage` on the plane ``i``; returns its non-finite count and lowest ρ."""
+    _, _, ny, nz = state.shape
+    count = 0
+    lowest = np.inf
+    for j in range(ny):
+        for k in range(nz):
+            for v in range(4):
+                x = state[v, i, j, k] + (stage[v, i, j, k] + dt * (dudt[v, i, j, k] * scale))
+                x *= 0.5
+                state[v, i, j, k] = x
+                if not math.isfinite(x):
+                    count += 1
+            lowest = min(lowest, state[0, i, j, k])
+            state[0, i, j, k] = max(state[0, i, j, k], density_floor)
+    return count, lowest
+
+
+@_serial
+def _max_speed_sum_plane(state, i, density_floor, active):
+    """:func:`max_speed_sum` over the plane ``i``."""
+    _, _, ny, nz = state.shape
+    top = 0.0
+    for j in range(ny):
+        for k in range(nz):
+            total = 0.0
+            for d in range(3):
+                if active[d]:
+                    total += abs(state[1 + d, i, j, k])
+            top = max(top, total / max(state[0, i, j, k], density_floor))
+    return top
+
+
 @_kernel
 def first_stage(state, stage, dt, scale, density_floor):
     """``stage = state + dt * (stage * scale)``, ``stage`` holding the rate of change.
@@ -227,20 +253,12 @@ def first_stage(state, stage, dt, scale, density_floor):
     Then raises the density to ``density_floor``. Returns the number of non-finite
     values and the lowest density before the floor.
     """
-    _, nx, ny, nz = state.shape
-    non_finite = 0
-    rho_min = np.inf
+    nx = state.shape[1]
+    bad = np.zeros(nx, dtype=np.int64)
+    low = np.empty(nx)
     for i in prange(nx):
-        for j in range(ny):
-            for k in range(nz):
-                for v in range(4):
-                    x = state[v, i, j, k] + dt * (stage[v, i, j, k] * scale)
-                    stage[v, i, j, k] = x
-                    if not math.isfinite(x):
-                        non_finite += 1
-                rho_min = min(rho_min, stage[0, i, j, k])
-                stage[0, i, j, k] = max(stage[0, i, j, k], density_floor)
-    return non_finite, rho_min
+        bad[i], low[i] = _first_stage_plane(state, stage, i, dt, scale, density_floor)
+    return bad.sum(), low.min()
 
 
 @_kernel
@@ -249,37 +267,22 @@ def second_stage(state, stage, dudt, dt, scale, density_floor):
 
     Returns the number of non-finite values and the lowest density before the floor.
     """
-    _, nx, ny, nz = state.shape
-    non_finite = 0
-    rho_min = np.inf
+    nx = state.shape[1]
+    bad = np.zeros(nx, dtype=np.int64)
+    low = np.empty(nx)
     for i in prange(nx):
-        for j in range(ny):
-            for k in range(nz):
-                for v in range(4):
-                    x = state[v, i, j, k] + (stage[v, i, j, k] + dt * (dudt[v, i, j, k] * scale))
-                    x *= 0.5
-                    state[v, i, j, k] = x
-                    if not math.isfinite(x):
-                        non_finite += 1
-                rho_min = min(rho_min, state[0, i, j, k])
-                state[0, i, j, k] = max(state[0, i, j, k], density_floor)
-    return non_finite, rho_min
+        bad[i], low[i] = _second_stage_plane(state, stage, dudt, i, dt, scale, density_floor)
+    return bad.sum(), low.min()
 
 
 @_kernel
 def max_speed_sum(state, density_floor, active):
     """``max over cells of Σ_d |ρ v_d| / ρ`` over the axes ``d`` with ``active[d]``."""
-    _, nx, ny, nz = state.shape
-    top = 0.0
+    nx = state.shape[1]
+    tops = np.zeros(nx)
     for i in prange(nx):
-        for j in range(ny):
-            for k in range(nz):
-                total = 0.0
-                for d in range(3):
-                    if active[d]:
-                        total += abs(state[1 + d, i, j, k])
-                top = max(top, total / max(state[0, i, j, k], density_floor))
-    return top
+        tops[i] = _max_speed_sum_plane(state, i, density_floor, active)
+    return tops.max()
 
 
 def sweep(prim, dudt, axis, first, limiter, riemann, density_floor):
