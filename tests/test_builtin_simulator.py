@@ -304,6 +304,7 @@ def test_simulate_projections(riemann):
     assert meta["riemann"] == riemann
     assert meta["limiter"] == "minmod"
     assert meta["steps"] > 0
+    assert meta["device"] == solver.resolve_device("auto")
     assert meta["time_myr"] == pytest.approx(0.5, rel=1e-12)
     assert meta["scheme"]
 

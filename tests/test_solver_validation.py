@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import numpy as np
 import pytest
@@ -19,6 +20,9 @@ from turbexp_plugins.builtin import solver
 from turbexp_plugins.builtin.exact_riemann import IsothermalRiemannSolution, solve
 
 RIEMANN = ("llf", "hll")
+DEVICE = os.environ.get("TURBEXP_SOLVER_DEVICE", "cpu")
+"""Where the solver runs: ``TURBEXP_SOLVER_DEVICE=gpu`` validates the GPU kernels."""
+evolve = functools.partial(solver.evolve, device=DEVICE)
 
 # --- exact Riemann solver -----------------------------------------------------
 
@@ -149,7 +153,7 @@ def sound_wave_error(n: int, riemann: str, limiter: str, axis: int = 0) -> float
     wave = SOUND_AMPLITUDE * sine_cell_averages(n, 0.0)
     state[0] = line(1.0 + wave, axis)
     state[1 + axis] = line(wave, axis)
-    out, _ = solver.evolve(state, SOUND_TIME, riemann=riemann, limiter=limiter)
+    out, _ = evolve(state, SOUND_TIME, riemann=riemann, limiter=limiter)
     exact = 1.0 + SOUND_AMPLITUDE * sine_cell_averages(n, SOUND_TIME)
     return float(np.abs(out[0].ravel() - exact).mean() / SOUND_AMPLITUDE)
 
@@ -210,7 +214,7 @@ def shock_tube_exact(n: int, t: float = TUBE_TIME, sub: int = 64) -> np.ndarray:
 @functools.cache
 def shock_tube_error(n: int, riemann: str, limiter: str = "minmod") -> float:
     """L1 density error ``∫ |ρ - ρ_exact| dx`` of the 10:1 tube on ``n`` cells at t = 0.1."""
-    out, _ = solver.evolve(shock_tube_state(n), TUBE_TIME, riemann=riemann, limiter=limiter)
+    out, _ = evolve(shock_tube_state(n), TUBE_TIME, riemann=riemann, limiter=limiter)
     return float(np.abs(out[0].ravel() - shock_tube_exact(n)).mean())
 
 
@@ -229,7 +233,7 @@ def test_shock_tube_matches_the_exact_riemann_solution(riemann):
 
 @pytest.mark.parametrize("riemann", RIEMANN)
 def test_shock_tube_is_the_same_along_x_y_and_z(riemann):
-    runs = [solver.evolve(shock_tube_state(128, axis), TUBE_TIME, riemann=riemann)[0]
+    runs = [evolve(shock_tube_state(128, axis), TUBE_TIME, riemann=riemann)[0]
             for axis in range(3)]
     for axis, out in enumerate(runs):
         profile = out[[0, 1 + axis]].reshape(2, -1)
@@ -260,9 +264,9 @@ def smooth_flow_2d(n: int, boost: tuple[float, float]) -> np.ndarray:
 @functools.cache
 def galilean_error(n: int, riemann: str, limiter: str = "minmod") -> tuple[float, float]:
     """Mean ``|ρ_boosted - shift(ρ_rest)|`` at t = 0.25, and the same without the shift."""
-    rest, _ = solver.evolve(smooth_flow_2d(n, (0.0, 0.0)), BOOST_TIME, riemann=riemann,
+    rest, _ = evolve(smooth_flow_2d(n, (0.0, 0.0)), BOOST_TIME, riemann=riemann,
                             limiter=limiter)
-    moving, _ = solver.evolve(smooth_flow_2d(n, BOOST), BOOST_TIME, riemann=riemann,
+    moving, _ = evolve(smooth_flow_2d(n, BOOST), BOOST_TIME, riemann=riemann,
                               limiter=limiter)
     cells = [b * BOOST_TIME * n for b in BOOST]
     shift = tuple(round(c) for c in cells)
@@ -295,7 +299,7 @@ def test_mass_and_momentum_conserved_on_a_non_cubic_grid(limiter):
     v = velocity_field(16, 4.0, 2.0, 5)[:, :, :8, :12] + bulk
     rng = np.random.default_rng(0)
     state0 = solver.initial_state(v, 1.0 + 0.5 * rng.random(v.shape[1:]))
-    state, steps = solver.evolve(state0, 0.05, riemann="hll", limiter=limiter)
+    state, steps = evolve(state0, 0.05, riemann="hll", limiter=limiter)
     assert steps > 10 and not np.allclose(state, state0)
     mass0 = state0[0].sum()
     assert abs(state[0].sum() - mass0) / mass0 < 1e-12
@@ -314,7 +318,7 @@ def test_time_step_counts_only_axes_with_more_than_one_cell():
 
 def test_unknown_limiter_is_refused():
     with pytest.raises(ValueError, match="limiter"):
-        solver.evolve(shock_tube_state(16), 0.01, limiter="superbee")
+        evolve(shock_tube_state(16), 0.01, limiter="superbee")
 
 
 # --- results table ------------------------------------------------------------------

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from turbexp import hookimpl
+from turbexp.errors import SimulationError
 from turbexp.hookspecs import Register
 from turbexp.plugin_types import PluginParams, SimulationRequest, SimulationResult, Simulator
 from turbexp.projection import column_density
@@ -20,7 +21,8 @@ class BuiltinSimulator(Simulator):
 
     name: ClassVar[str] = "builtin"
     description: ClassVar[str] = (
-        "isothermal decaying turbulence, second-order finite volume (numba), uniform grid"
+        "isothermal decaying turbulence, second-order finite volume (numba, CPU or GPU), "
+        "uniform grid"
     )
 
     class Params(PluginParams):
@@ -32,6 +34,12 @@ class BuiltinSimulator(Simulator):
         )
         cfl: float = Field(0.4, gt=0, le=1, description="Courant number of the unsplit step")
         density_floor: float = Field(1e-6, gt=0, description="lowest density, in units of ρ0")
+        device: Literal["auto", "cpu", "gpu"] = Field(
+            "auto",
+            description="where the solver runs: auto (an NVIDIA GPU when numba finds one, "
+            "else the CPU), cpu or gpu; the maps agree to round-off, so it is not part of the "
+            "cache key",
+        )
 
     @classmethod
     def _params(cls, params: object) -> Params:
@@ -40,9 +48,17 @@ class BuiltinSimulator(Simulator):
             params = params.model_dump()
         return cls.Params.model_validate(params)
 
+    def identity(self, params: PluginParams) -> dict[str, Any]:
+        """The numerical parameters, less ``device`` (which only says where to run)."""
+        return self._params(params).model_dump(mode="json", exclude={"device"})
+
     def simulate(self, request: SimulationRequest, params: PluginParams) -> SimulationResult:
         """Evolve the initial field to ``request.physics.time_myr`` and project the density."""
         p = params if isinstance(params, self.Params) else self._params(params)
+        try:  # where the simulation runs, which under SLURM is not where it was planned
+            device = solver.resolve_device(p.device)
+        except ValueError as exc:
+            raise SimulationError(str(exc)) from None
         physics = request.physics
         velocity = velocity_field(request.grid, request.index, physics.mach, request.seed)
         t_end = time_code(physics)
@@ -53,6 +69,7 @@ class BuiltinSimulator(Simulator):
             riemann=p.riemann,
             limiter=p.limiter,
             density_floor=p.density_floor,
+            device=device,
         )
         return SimulationResult(
             column_density=column_density(state[0], physics),
@@ -63,6 +80,7 @@ class BuiltinSimulator(Simulator):
                 "limiter": p.limiter,
                 "cfl": p.cfl,
                 "steps": steps,
+                "device": device,
                 "time_myr": time_myr(t_end, physics),
             },
         )

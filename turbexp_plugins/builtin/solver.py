@@ -14,9 +14,11 @@ or HLL (``"hll"``) approximate Riemann solver, all three directions added at onc
 (Heun) time stepping. Fluxes are differenced in conservative form, so mass and
 momentum are conserved to round-off.
 
-The work is done by the compiled kernels of :mod:`.kernels` (numba, float64, in
-parallel over the cores numba is given). The first call in a process compiles
-them or loads them from numba's on-disk cache. A run holds four state-sized
+The work is done by compiled kernels: on the CPU those of :mod:`.kernels`
+(numba, float64, in parallel over the cores numba is given), on an NVIDIA GPU
+those of :mod:`.cuda_kernels` (numba CUDA), both from the face arithmetic of
+:mod:`.face`. The first call in a process compiles them or loads them from
+numba's on-disk cache. A run holds four state-sized
 arrays besides its input: the state, one Runge-Kutta stage, the primitives and a
 rate of change.
 """
@@ -28,15 +30,17 @@ import math
 import numpy as np
 
 from turbexp.errors import SimulationError
-from turbexp_plugins.builtin import kernels
+from turbexp_plugins.builtin import gpu, kernels
 from turbexp_plugins.builtin.kernels import SOUND_SPEED
 
+DEVICES = ("auto", "cpu", "gpu")
 RIEMANN_SOLVERS = ("llf", "hll")
 LIMITER_NAMES = ("minmod", "vanleer", "mc")
 SCHEME = "finite volume, PLM minmod, unsplit, SSP-RK2"
 """The scheme with the default limiter; :func:`scheme` names it for any limiter."""
 
 __all__ = [
+    "DEVICES",
     "LIMITER_NAMES",
     "RIEMANN_SOLVERS",
     "SCHEME",
@@ -46,6 +50,7 @@ __all__ = [
     "initial_state",
     "max_signal_speed",
     "rate_of_change",
+    "resolve_device",
     "scheme",
 ]
 
@@ -135,6 +140,26 @@ def max_signal_speed(state: np.ndarray, density_floor: float) -> float:
     return float(top) + sum(active) * SOUND_SPEED
 
 
+def resolve_device(device: str) -> str:
+    """``"cpu"`` or ``"gpu"`` for ``device`` (one of :data:`DEVICES`).
+
+    ``"auto"`` is the GPU when numba's CUDA target finds one, else the CPU;
+    ``"gpu"`` fails with ``ValueError`` when there is none.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
+    if device == "cpu":
+        return "cpu"
+    if gpu.available():
+        return "gpu"
+    if device == "gpu":
+        raise ValueError(
+            "device 'gpu': numba finds no CUDA GPU; install turbexp[gpu] (numba-cuda) "
+            "and an NVIDIA driver, or use device 'cpu' or 'auto'"
+        )
+    return "cpu"
+
+
 def _check(non_finite: int, rho_min: float, step: int, t: float) -> None:
     """Fail on a state with non-finite values or a density at or below zero."""
     where = f"at step {step} (t = {t:.6g} code units)"
@@ -145,35 +170,71 @@ def _check(non_finite: int, rho_min: float, step: int, t: float) -> None:
         raise SimulationError(f"the density became non-positive (min {rho_min:.3g}) {where}{hint}")
 
 
-class _Heun:
-    """Two-stage SSP Runge-Kutta steps of an owned state, with the scratch arrays they need."""
+class _CpuSteps:
+    """Runge-Kutta stages on the CPU (:mod:`.kernels`), with the scratch arrays they need."""
 
-    def __init__(self, state: np.ndarray, riemann: str, limiter: str, density_floor: float):
-        self.riemann, self.limiter = _codes(riemann, limiter)
-        if not density_floor > 0:
-            raise ValueError(f"density_floor must be > 0, got {density_floor}")
-        self.floor = float(density_floor)
-        self.state = state
-        non_finite = state.size - int(np.count_nonzero(np.isfinite(state)))
-        _check(non_finite, float(state[0].min()), 0, 0.0)
-        np.maximum(state[0], self.floor, out=state[0])
+    def __init__(self, state: np.ndarray, riemann: int, limiter: int, density_floor: float):
+        self.riemann, self.limiter, self.floor = riemann, limiter, density_floor
         self.scale = float(max(state.shape[1:]))  # 1 / dx
+        self.active = _active_axes(state)
+        self.state = state
         self.prim = np.empty_like(state)
         self.stage = np.empty_like(state)
         self.dudt = np.empty_like(state)
 
+    def rate(self, state: np.ndarray, dudt: np.ndarray) -> None:
+        _flux_differences(state, self.prim, dudt, self.riemann, self.limiter, self.floor)
+
+    def first_stage(self, dt: float) -> tuple[int, float]:
+        return kernels.first_stage(self.state, self.stage, dt, self.scale, self.floor)
+
+    def second_stage(self, dt: float) -> tuple[int, float]:
+        return kernels.second_stage(self.state, self.stage, self.dudt, dt, self.scale, self.floor)
+
+    def max_speed_sum(self) -> float:
+        return float(kernels.max_speed_sum(self.state, self.floor, self.active))
+
+    def host_state(self) -> np.ndarray:
+        return self.state
+
+
+class _Heun:
+    """Two-stage SSP Runge-Kutta steps of an owned state on the CPU or a GPU."""
+
+    def __init__(
+        self, state: np.ndarray, riemann: str, limiter: str, density_floor: float, device: str
+    ):
+        riemann_code, limiter_code = _codes(riemann, limiter)
+        if not density_floor > 0:
+            raise ValueError(f"density_floor must be > 0, got {density_floor}")
+        floor = float(density_floor)
+        non_finite = state.size - int(np.count_nonzero(np.isfinite(state)))
+        _check(non_finite, float(state[0].min()), 0, 0.0)
+        np.maximum(state[0], floor, out=state[0])
+        self.active = _active_axes(state)
+        if resolve_device(device) == "gpu":
+            self.stages = gpu.GpuSteps(state, riemann_code, limiter_code, floor)
+        else:
+            self.stages = _CpuSteps(state, riemann_code, limiter_code, floor)
+
     def step(self, dt: float, step: int, t_stage: float, t_new: float) -> None:
         """Advance by ``dt``; ``step``, ``t_stage`` and ``t_new`` only label errors."""
-        state, stage = self.state, self.stage
+        stages = self.stages
         dt = float(dt)
-        self._rate(state, stage)
-        _check(*kernels.first_stage(state, stage, dt, self.scale, self.floor), step, t_stage)
-        self._rate(stage, self.dudt)
-        checks = kernels.second_stage(state, stage, self.dudt, dt, self.scale, self.floor)
-        _check(*checks, step, t_new)
+        stages.rate(stages.state, stages.stage)
+        _check(*stages.first_stage(dt), step, t_stage)
+        stages.rate(stages.stage, stages.dudt)
+        _check(*stages.second_stage(dt), step, t_new)
 
-    def _rate(self, state: np.ndarray, dudt: np.ndarray) -> None:
-        _flux_differences(state, self.prim, dudt, self.riemann, self.limiter, self.floor)
+    def signal_speed(self) -> float:
+        """:func:`max_signal_speed` of the current state."""
+        if not any(self.active):
+            return SOUND_SPEED
+        return self.stages.max_speed_sum() + sum(self.active) * SOUND_SPEED
+
+    def state(self) -> np.ndarray:
+        """The current state as a host array."""
+        return self.stages.host_state()
 
 
 def advance(
@@ -184,15 +245,16 @@ def advance(
     riemann: str = "llf",
     limiter: str = "minmod",
     density_floor: float = 1e-6,
+    device: str = "cpu",
 ) -> np.ndarray:
     """``steps`` steps of a fixed ``dt`` (no CFL control); returns the new state.
 
     Used to time the solver; raises :class:`SimulationError` like :func:`evolve`.
     """
-    heun = _Heun(_owned_state(state), riemann, limiter, density_floor)
+    heun = _Heun(_owned_state(state), riemann, limiter, density_floor, device)
     for step in range(1, steps + 1):
         heun.step(dt, step, step * dt, step * dt)
-    return heun.state
+    return heun.state()
 
 
 def evolve(
@@ -204,6 +266,7 @@ def evolve(
     limiter: str = "minmod",
     density_floor: float = 1e-6,
     max_steps: int = 100_000,
+    device: str = "cpu",
 ) -> tuple[np.ndarray, int]:
     """Advance a conserved state (4, nx, ny, nz) from t = 0 to ``t_end`` (code units).
 
@@ -214,6 +277,8 @@ def evolve(
     :data:`LIMITER_NAMES`. Densities below ``density_floor`` are raised to it (the
     only operation that does not conserve mass). Raises :class:`SimulationError`
     if the state becomes non-finite or non-positive, or after ``max_steps`` steps.
+    ``device`` is ``"cpu"``, ``"gpu"`` or ``"auto"`` (:func:`resolve_device`); the
+    GPU gives the CPU's numbers to round-off.
     """
     state = _owned_state(state)
     _codes(riemann, limiter)
@@ -223,7 +288,7 @@ def evolve(
         raise ValueError(f"density_floor must be > 0, got {density_floor}")
     if not (math.isfinite(t_end) and t_end >= 0):
         raise ValueError(f"t_end must be finite and >= 0, got {t_end}")
-    heun = _Heun(state, riemann, limiter, density_floor)
+    heun = _Heun(state, riemann, limiter, density_floor, device)
     dx = 1.0 / max(state.shape[1:])
     t = 0.0
     steps = 0
@@ -233,11 +298,11 @@ def evolve(
                 f"no end after {max_steps} steps (t = {t:.6g} of {t_end:.6g} code units); "
                 "the time step has collapsed"
             )
-        dt = cfl * dx / max_signal_speed(state, density_floor)
+        dt = cfl * dx / heun.signal_speed()
         last = t + dt >= t_end
         if last:
             dt = t_end - t
         heun.step(dt, steps + 1, t + dt, t_end if last else t + dt)
         steps += 1
         t = t_end if last else t + dt
-    return heun.state, steps
+    return heun.state(), steps
