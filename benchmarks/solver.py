@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -81,32 +82,41 @@ def compile_from_scratch_seconds() -> float:
     return float(out.stdout.split()[-1])
 
 
-def time_grid(grid: int, steps: int, repeats: int, seed: int, riemann: str, limiter: str) -> dict:
-    """Median wall times of both implementations on one grid, called alternately."""
+def implementations(devices: list[str], riemann: str, limiter: str) -> dict:
+    """The timed implementations: ``advance(state, dt, steps)`` for each name."""
     from turbexp_plugins.builtin import solver
 
     reference = numpy_reference()
-    state, dt = reference_setup(grid, seed)
     options = {"riemann": riemann, "limiter": limiter}
-    runs = {"project": lambda: solver.advance(state, dt, steps, **options),
-            "numpy": lambda: reference.advance(state, dt, steps, **options)}
-    outputs = {name: run() for name, run in runs.items()}  # warm-up; compares the results
+    runs = {"numpy": lambda s, dt, n: reference.advance(s, dt, n, **options)}
+    for device in devices:
+        runs[f"project {device}"] = (
+            lambda s, dt, n, device=device: solver.advance(s, dt, n, device=device, **options))
+    return runs
+
+
+def time_grid(grid: int, steps: int, repeats: int, seed: int, runs: dict) -> dict:
+    """Median wall times of the implementations on one grid, called alternately."""
+    state, dt = reference_setup(grid, seed)
+    outputs = {name: run(state, dt, steps) for name, run in runs.items()}  # warm-up
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
             start = time.perf_counter()
-            run()
+            run(state, dt, steps)
             times[name].append(time.perf_counter() - start)
     scale = np.abs(outputs["numpy"]).max()
-    difference = float(np.abs(outputs["project"] - outputs["numpy"]).max() / scale)
+    difference = {name: float(np.abs(out - outputs["numpy"]).max() / scale)
+                  for name, out in outputs.items()}
     median = {name: statistics.median(t) for name, t in times.items()}
     updates = grid**3 * steps
     return {"grid": grid, "steps": steps, "repeats": repeats, "dt": dt, "times": times,
             "median_s": median, "mcells_per_s": {k: updates / v / 1e6 for k, v in median.items()},
-            "speedup": median["numpy"] / median["project"], "max_rel_difference": difference}
+            "speedup": {k: median["numpy"] / v for k, v in median.items()},
+            "max_rel_difference": difference}
 
 
-def memory_child(grid: int, steps: int) -> None:
+def memory_child(grid: int, steps: int, device: str) -> None:
     """A builtin-simulator run of about ``steps`` steps; prints its peak RSS as JSON.
 
     Does what ``BuiltinSimulator.simulate`` does (the velocity field and the
@@ -123,18 +133,36 @@ def memory_child(grid: int, steps: int) -> None:
     velocity = velocity_field(grid, INDEX, MACH, 0)
     state0 = solver.initial_state(velocity)
     t_end = steps * CFL / grid / solver.max_signal_speed(state0, 1e-6)
-    state, done = solver.evolve(state0, t_end)
+    state, done = solver.evolve(state0, t_end, device=device)
     column_density(state[0], Physics(**PhysicsSpec().model_dump()))
     print(json.dumps({"grid": grid, "steps": done, "seconds": time.perf_counter() - start,
                       "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       "state_mib": state.nbytes / 2**20}))
 
 
-def memory_run(grid: int, steps: int) -> dict:
-    """Peak RSS of a builtin-simulator run in a fresh subprocess."""
-    out = subprocess.run([sys.executable, __file__, "--memory-child", str(grid), str(steps)],
-                         check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def memory_run(grid: int, steps: int, device: str) -> dict:
+    """Peak RSS of a builtin-simulator run in a fresh subprocess.
+
+    On the GPU, also the peak GPU memory in use while it ran (the whole device,
+    CUDA context included), sampled by ``nvidia-smi`` every 20 ms where it exists.
+    """
+    command = [sys.executable, __file__, "--memory-child", str(grid), str(steps), device]
+    sampler = None
+    if device == "gpu" and shutil.which("nvidia-smi"):
+        sampler = subprocess.Popen(
+            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
+             "-lms", "20"], stdout=subprocess.PIPE, text=True)
+    try:
+        out = subprocess.run(command, check=True, capture_output=True, text=True)
+    finally:
+        if sampler is not None:
+            sampler.terminate()
+            samples = [int(line) for line in sampler.communicate()[0].split() if line.isdigit()]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if sampler is not None and samples:
+        result["gpu_peak_mib"] = max(samples)
+        result["gpu_idle_mib"] = min(samples)
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,6 +175,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--riemann", default="llf")
     parser.add_argument("--limiter", default="minmod")
+    parser.add_argument("--devices", nargs="+", choices=["cpu", "gpu"],
+                        help="where the project's solver runs (default: cpu, and gpu when "
+                             "numba finds one)")
     parser.add_argument("--memory-grid", type=int, default=256,
                         help="grid of the peak-memory run, 0 to skip (default: 256)")
     parser.add_argument("--memory-steps", type=int, default=3,
@@ -154,19 +185,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-compile", action="store_true",
                         help="skip the compilation from scratch (about 20 s)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
-    parser.add_argument("--memory-child", type=int, nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
-        memory_child(*args.memory_child)
+        grid, steps, device = args.memory_child
+        memory_child(int(grid), int(steps), device)
         return
 
     import numba
 
+    from turbexp_plugins.builtin import gpu
+
+    devices = args.devices or (["cpu", "gpu"] if gpu.available() else ["cpu"])
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"numba {numba.__version__} with {numba.get_num_threads()} threads, numpy "
           f"{np.__version__}; load average before: {os.getloadavg()[0]:.2f}")
+    if "gpu" in devices:
+        print(f"GPU: {gpu.name()}")
     results: dict = {"cores": os.cpu_count(), "threads": numba.get_num_threads(),
-                     "riemann": args.riemann, "limiter": args.limiter}
+                     "riemann": args.riemann, "limiter": args.limiter, "devices": devices}
     seconds, how = first_call_seconds()
     results["first_call_s"] = seconds
     print(f"first solver call in this process: {seconds:.2f} s ({how})")
@@ -175,28 +212,33 @@ def main(argv: list[str] | None = None) -> None:
         print(f"compilation from scratch (empty cache, fresh process): "
               f"{results['compile_s']:.1f} s")
 
+    runs = implementations(devices, args.riemann, args.limiter)
     print(f"\n{args.riemann} / {args.limiter}, {args.steps} steps of the same dt, "
           f"median of {args.repeats} alternating runs each")
-    header = ("| grid | steps | project s | numpy s | project Mcell-updates/s "
-              "| numpy Mcell-updates/s | speed-up | max rel. difference |")
-    print(header)
-    print("|" + "---|" * 8)
+    print("| grid | steps | implementation | median s | Mcell-updates/s | × numpy "
+          "| max rel. difference to numpy |")
+    print("|" + "---|" * 7)
     results["grids"] = []
     for grid in args.grids:
-        row = time_grid(grid, args.steps, args.repeats, args.seed, args.riemann, args.limiter)
+        row = time_grid(grid, args.steps, args.repeats, args.seed, runs)
         results["grids"].append(row)
-        med, rate = row["median_s"], row["mcells_per_s"]
-        print(f"| {grid}³ | {row['steps']} | {med['project']:.3f} | {med['numpy']:.3f} | "
-              f"{rate['project']:.2f} | {rate['numpy']:.2f} | {row['speedup']:.1f}× | "
-              f"{row['max_rel_difference']:.1e} |", flush=True)
+        for name in runs:
+            print(f"| {grid}³ | {row['steps']} | {name} | {row['median_s'][name]:.4f} | "
+                  f"{row['mcells_per_s'][name]:.2f} | {row['speedup'][name]:.1f}× | "
+                  f"{row['max_rel_difference'][name]:.1e} |", flush=True)
 
     if args.memory_grid:
-        memory = memory_run(args.memory_grid, args.memory_steps)
-        results["memory"] = memory
-        gib = memory["peak_rss_kib"] / 2**20
-        print(f"\npeak memory of a {memory['grid']}³ builtin-simulator run ({memory['steps']} "
-              f"steps, {memory['seconds']:.0f} s): {gib:.2f} GiB max RSS "
-              f"(one state is {memory['state_mib']:.0f} MiB)")
+        results["memory"] = {}
+        for device in devices:
+            memory = memory_run(args.memory_grid, args.memory_steps, device)
+            results["memory"][device] = memory
+            gib = memory["peak_rss_kib"] / 2**20
+            gpu_use = (f"; GPU memory in use at most {memory['gpu_peak_mib'] / 1024:.2f} GiB "
+                       f"(idle {memory['gpu_idle_mib'] / 1024:.2f} GiB)"
+                       if "gpu_peak_mib" in memory else "")
+            print(f"\npeak memory of a {memory['grid']}³ builtin-simulator run on the {device} "
+                  f"({memory['steps']} steps, {memory['seconds']:.0f} s): {gib:.2f} GiB max RSS "
+                  f"(one state is {memory['state_mib']:.0f} MiB){gpu_use}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
