@@ -22,7 +22,7 @@ from turbexp_plugins.deep.estimator import (  # noqa: E402
     model_to_bytes,
     validation_rows,
 )
-from turbexp_plugins.deep.gradient_reversal import GradientReversal  # noqa: E402
+from turbexp_plugins.deep.gradient_reversal import GradientReversal, dann_weight  # noqa: E402
 from turbexp_plugins.deep.saliency import edge_ratio, saliency_maps  # noqa: E402
 
 SMALL = {"conv_layers": 2, "filters": 4, "dense_units": 16, "batch_size": 8,
@@ -123,6 +123,18 @@ def test_gradient_reversal_flips_the_sign_of_the_gradient() -> None:
         np.testing.assert_allclose(tape.gradient(loss_reversed, x).numpy(),
                                    -weight * direction.numpy())
     assert GradientReversal.from_config(GradientReversal(0.7).get_config()).weight == 0.7
+    layer = GradientReversal(1.0)
+
+    @tf.function
+    def gradient() -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x) * direction)
+        return tape.gradient(loss, x)
+
+    np.testing.assert_allclose(gradient().numpy(), -direction.numpy())
+    layer.scale.assign(0.25)  # a schedule's assignment reaches the traced function
+    np.testing.assert_allclose(gradient().numpy(), -0.25 * direction.numpy())
 
 
 def test_input_shapes_and_bad_shapes() -> None:
@@ -219,6 +231,28 @@ def test_debiased_model_learns_and_measures_the_nuisance() -> None:
     restored = pickle.loads(pickle.dumps(model))
     np.testing.assert_allclose(restored.predict_proba(x), model.predict_proba(x), rtol=1e-6)
     assert restored.nuisance_scores(x[:12], refined[:12], y[:12]) == pytest.approx(scores)
+
+
+def test_reversal_weight_ramps_up_by_the_dann_schedule() -> None:
+    assert dann_weight(2.0, 10.0, 0.0) == 0.0
+    assert dann_weight(2.0, 10.0, 0.5) == pytest.approx(2.0 * (2 / (1 + np.exp(-5)) - 1))
+    assert dann_weight(2.0, 0.0, 0.0) == 2.0  # gamma 0: constant
+    x, y = _classes(n=32)
+    refined = np.where(np.arange(32) % 4 < 2, 0.7, 0.2)
+    fixed = {**SMALL, "validation_fraction": 0.0, "epochs": 4}  # no early stopping
+    ramped = DebiasedCnnClassifier(**fixed, adversary_weight=1.5).fit(x, y, nuisance=refined)
+    expected = [1.5 * (2 / (1 + np.exp(-10 * epoch / 4)) - 1) for epoch in range(4)]
+    assert ramped.reversal_weights_ == pytest.approx(expected)
+    assert ramped.reversal_weights_[0] == 0.0
+    assert ramped.baseline_history_ is not None
+    constant = DebiasedCnnClassifier(**fixed, adversary_weight=1.5, ramp_gamma=0.0,
+                                     compare=False).fit(x, y, nuisance=refined)
+    assert constant.reversal_weights_ == [1.5] * 4
+    network, _ = constant._networks(as_images(x).shape[1:], 1.5)
+    assert float(network.get_layer("reverse_gradient").scale.numpy()) == pytest.approx(1.5)
+    network, _ = ramped._networks(as_images(x).shape[1:], 0.0)  # the twin stays at 0
+    assert network.schedule is None
+    assert float(network.get_layer("reverse_gradient").scale.numpy()) == 0.0
 
 
 def test_nuisance_comes_from_metadata_and_must_vary() -> None:

@@ -6,6 +6,10 @@ that each simulation carries in its stored metadata (the refined fraction of
 an AMR run, its resolution, its simulator); the reversed gradient trains the
 trunk to make that impossible. ``adversary_weight`` scales the reversed
 gradient; at 0 the network is the plain CNN (with an idle nuisance head).
+With ``ramp_gamma`` > 0 the scale follows the schedule of Ganin et al. (JMLR
+2016): ``adversary_weight · (2 / (1 + exp(-ramp_gamma · p)) - 1)`` at training
+progress p = epoch / epochs, so the adversary starts at 0 and the task is
+learnt before the reversal reaches full strength; 0 keeps it constant.
 
 To measure the effect, the estimator also trains (outside tuning trials) a
 twin with ``adversary_weight`` 0 from the same seed, and for each of the two
@@ -37,7 +41,11 @@ from turbexp_plugins.deep.estimator import (
     predict_in_batches,
     probabilities,
 )
-from turbexp_plugins.deep.gradient_reversal import GradientReversal
+from turbexp_plugins.deep.gradient_reversal import (
+    GradientReversal,
+    ReversalSchedule,
+    dann_weight,
+)
 from turbexp_plugins.deep.training import seed_everything
 
 Binning = Literal["auto", "median", "classes"]
@@ -61,6 +69,20 @@ def _numeric(values: Sequence[Any]) -> bool:
                for v in values)
 
 
+class _AdversarialNetwork(keras.Model):
+    """The training network; its ``fit`` also runs ``schedule`` (when set), before the
+    callbacks it is given."""
+
+    schedule: keras.callbacks.Callback | None = None
+
+    def fit(self, *args: Any, callbacks: Sequence[keras.callbacks.Callback] | None = None,
+            **kwargs: Any) -> Any:
+        composed = list(callbacks or [])
+        if self.schedule is not None:
+            composed.insert(0, self.schedule)
+        return super().fit(*args, callbacks=composed, **kwargs)
+
+
 class DebiasedCnnEstimator(KerasImageEstimator):
     """The reference CNN trained against a nuisance adversary (see the module docstring)."""
 
@@ -71,6 +93,7 @@ class DebiasedCnnEstimator(KerasImageEstimator):
         self,
         nuisance: str = "refined_fraction",
         adversary_weight: float = 1.0,
+        ramp_gamma: float = 10.0,
         nuisance_units: int = 32,
         binning: Binning = "auto",
         compare: bool = True,
@@ -94,6 +117,7 @@ class DebiasedCnnEstimator(KerasImageEstimator):
                          augment, seed, deterministic)
         self.nuisance = nuisance
         self.adversary_weight = adversary_weight
+        self.ramp_gamma = ramp_gamma
         self.nuisance_units = nuisance_units
         self.binning = binning
         self.compare = compare
@@ -136,7 +160,7 @@ class DebiasedCnnEstimator(KerasImageEstimator):
     # --- the network ------------------------------------------------------------------
 
     def _networks(self, input_shape: tuple[int, ...],
-                  weight: float) -> tuple[keras.Model, keras.Model]:
+                  weight: float) -> tuple[_AdversarialNetwork, keras.Model]:
         """The training network (task and nuisance outputs) and its task-only part."""
         arch = self.architecture()
         inputs = keras.Input(input_shape, name="image")
@@ -145,12 +169,17 @@ class DebiasedCnnEstimator(KerasImageEstimator):
                                getattr(self, "target_mean_", 0.0),
                                getattr(self, "target_scale_", 1.0), name="task")
         k = len(self.nuisance_classes_)
-        h = GradientReversal(weight, name="reverse_gradient")(features)
+        reversal = GradientReversal(weight, name="reverse_gradient")
+        h = reversal(features)
         h = keras.layers.Dense(self.nuisance_units, activation="relu", name="nuisance_dense")(h)
         nuisance = keras.layers.Dense(1 if k == 2 else k,
                                       activation="sigmoid" if k == 2 else "softmax",
                                       name="nuisance")(h)
-        network = keras.Model(inputs, {"task": task, "nuisance": nuisance}, name="debiased_cnn")
+        network = _AdversarialNetwork(inputs, {"task": task, "nuisance": nuisance},
+                                      name="debiased_cnn")
+        if weight != 0 and self.ramp_gamma != 0:
+            reversal.scale.assign(dann_weight(weight, self.ramp_gamma, 0.0))
+            network.schedule = ReversalSchedule(reversal, weight, self.ramp_gamma, self.epochs)
         task_loss, task_metrics = cnn.loss_and_metrics(self.task, self._n_classes())
         nuisance_loss = "binary_crossentropy" if k == 2 else "sparse_categorical_crossentropy"
         accuracy = keras.metrics.BinaryAccuracy(name="accuracy") if k == 2 else \
@@ -168,6 +197,10 @@ class DebiasedCnnEstimator(KerasImageEstimator):
         self.model_ = task_model  # what predict uses, also while training (epoch scores)
         self._train(network, (x[train], {k: v[train] for k, v in targets.items()}),
                     validation, context)
+        # the reversal weight of each epoch run (by the schedule, or constant)
+        schedule = network.schedule
+        self.reversal_weights_ = list(schedule.applied) if schedule is not None else \
+            [float(weight)] * self.n_epochs_
         return task_model
 
     def fit(self, X: Any, y: Any, nuisance: Sequence[Any] | None = None) -> Any:

@@ -101,6 +101,8 @@ class DebiasedCnn(Estimator):
         nuisance: str = Field("refined_fraction", min_length=1,
                               description="key of the simulations' stored metadata")
         adversary_weight: float = Field(1.0, ge=0, description="scale of the reversed gradient")
+        ramp_gamma: float = Field(10.0, ge=0, description="γ of the DANN schedule ramping the "
+                                  "reversed gradient up from 0 (Ganin et al. 2016); 0: constant")
         nuisance_units: int = Field(32, ge=1, le=4096, description="hidden units of the "
                                     "nuisance head")
         binning: Literal["auto", "median", "classes"] = Field(
