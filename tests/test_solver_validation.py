@@ -265,9 +265,8 @@ def smooth_flow_2d(n: int, boost: tuple[float, float]) -> np.ndarray:
 def galilean_error(n: int, riemann: str, limiter: str = "minmod") -> tuple[float, float]:
     """Mean ``|ρ_boosted - shift(ρ_rest)|`` at t = 0.25, and the same without the shift."""
     rest, _ = evolve(smooth_flow_2d(n, (0.0, 0.0)), BOOST_TIME, riemann=riemann,
-                            limiter=limiter)
-    moving, _ = evolve(smooth_flow_2d(n, BOOST), BOOST_TIME, riemann=riemann,
-                              limiter=limiter)
+                     limiter=limiter)
+    moving, _ = evolve(smooth_flow_2d(n, BOOST), BOOST_TIME, riemann=riemann, limiter=limiter)
     cells = [b * BOOST_TIME * n for b in BOOST]
     shift = tuple(round(c) for c in cells)
     assert cells == list(shift)  # an integer number of cells: the comparison is exact

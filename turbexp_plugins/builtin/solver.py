@@ -18,9 +18,9 @@ The work is done by compiled kernels: on the CPU those of :mod:`.kernels`
 (numba, float64, in parallel over the cores numba is given), on an NVIDIA GPU
 those of :mod:`.cuda_kernels` (numba CUDA), both from the face arithmetic of
 :mod:`.face`. The first call in a process compiles them or loads them from
-numba's on-disk cache. A run holds four state-sized
-arrays besides its input: the state, one Runge-Kutta stage, the primitives and a
-rate of change.
+numba's on-disk cache. A run holds four state-sized arrays besides its input
+(in GPU memory on the GPU): the state, one Runge-Kutta stage, the primitives
+and a rate of change.
 """
 
 from __future__ import annotations
