@@ -51,6 +51,17 @@ class Plugin:
     search_space: ClassVar[SearchSpace] = {}
     description: ClassVar[str] = ""
 
+    @classmethod
+    def validated(cls, params: Any) -> Any:
+        """``params`` as this plugin's :attr:`Params`: a mapping or another parameter model
+        is validated (``pydantic.ValidationError`` if it does not fit); an instance of
+        :attr:`Params` is returned as it is."""
+        if isinstance(params, cls.Params):
+            return params
+        if isinstance(params, PluginParams):
+            params = params.model_dump()
+        return cls.Params.model_validate(params)
+
     def requirements(self) -> list[str]:
         """Pip requirements a logged model made with this plugin needs besides turbexp's own
         (e.g. ``["tensorflow==2.20.0"]``)."""

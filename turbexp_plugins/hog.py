@@ -138,7 +138,7 @@ class Hog(FeatureExtractor):
     }
 
     def build(self, params: PluginParams) -> HogTransformer:
-        p = self.Params.model_validate(params if isinstance(params, dict) else params.model_dump())
+        p = self.validated(params)
         return HogTransformer(
             orientations=p.orientations,
             cells=p.cells,

@@ -195,7 +195,7 @@ class PowerSpectrum(FeatureExtractor):
     }
 
     def build(self, params: PluginParams) -> PowerSpectrumTransformer:
-        p = self.Params.model_validate(params if isinstance(params, dict) else params.model_dump())
+        p = self.validated(params)
         return PowerSpectrumTransformer(window=p.window, kmin=p.kmin, kmax_fraction=p.kmax_fraction)
 
 

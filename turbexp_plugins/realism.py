@@ -72,7 +72,7 @@ class Realism(Report):
     Params = RealismParams
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
-        p = self.Params.model_validate(params.model_dump())
+        p = self.validated(params)
         probe = probe_of(context)
         size = probe.plan.spec.data.images.size
         real, real_groups = _real_tiles(p, probe, size)

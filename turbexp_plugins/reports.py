@@ -27,11 +27,6 @@ BURGERS_INDEX = 4.0
 REFERENCE_INDICES = {"Kolmogorov (11/3)": KOLMOGOROV_INDEX, "Burgers (4)": BURGERS_INDEX}
 
 
-def _validate(report: Report, params: Any) -> Any:
-    data = params if isinstance(params, dict) else params.model_dump()
-    return report.Params.model_validate(data)
-
-
 def _class_name(context: ReportContext, label: int) -> str:
     names = context.class_names
     return names[label] if 0 <= label < len(names) else f"class {label}"
@@ -45,7 +40,7 @@ class Roc(Report):
     tasks: ClassVar[frozenset[str]] = frozenset({"classify"})
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
-        _validate(self, params)
+        self.validated(params)
         positive = np.asarray(context.y_true).ravel() == 1
         score = np.asarray(context.score, dtype=np.float64).ravel()
         fig = Figure(figsize=(5, 5), layout="constrained")
@@ -83,7 +78,7 @@ class ConfusionMatrix(Report):
         )
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
-        p = _validate(self, params)
+        p = self.validated(params)
         y_true = np.asarray(context.y_true).ravel().astype(int)
         y_pred = np.asarray(context.y_pred).ravel().astype(int)
         n_classes = max(len(context.class_names), int(max(y_true.max(), y_pred.max())) + 1)
@@ -136,7 +131,7 @@ class Tsne(Report):
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         from openTSNE import TSNE
 
-        p = _validate(self, params)
+        p = self.validated(params)
         features = np.asarray(context.features, dtype=np.float64)
         features = features.reshape(len(features), -1)
         perplexity = tsne_perplexity(p.perplexity, len(features))
@@ -187,7 +182,7 @@ class PredictedVsTrue(Report):
     tasks: ClassVar[frozenset[str]] = frozenset({"regress"})
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
-        _validate(self, params)
+        self.validated(params)
         truth = np.asarray(context.y_true, dtype=np.float64).ravel()
         predicted = np.asarray(context.score, dtype=np.float64).ravel()
         fig = Figure(figsize=(5.5, 5), layout="constrained")

@@ -55,7 +55,7 @@ class IndexResponse(Report):
                                           "experiment file")
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
-        p = self.Params.model_validate(params.model_dump())
+        p = self.validated(params)
         probe = probe_of(context)
         simulations = probe.campaign_simulations(p.campaign)
         if not simulations:
@@ -134,7 +134,7 @@ class ZoomInvariance(Report):
             return sorted(set(value))
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
-        p = self.Params.model_validate(params.model_dump())
+        p = self.validated(params)
         probe = probe_of(context)
         holdout = probe.simulations("holdout")
         values = [probe.score(holdout, zoom=f)[probe.metric] for f in p.factors]
@@ -186,7 +186,7 @@ class ResolutionRobustness(Report):
     Params = ResolutionParams
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
-        p = self.Params.model_validate(params.model_dump())
+        p = self.validated(params)
         probe = probe_of(context)
         scores = {name: probe.score(sims)[probe.metric]
                   for name, sims in _test_sets(probe, p).items()}
@@ -223,7 +223,7 @@ class Smoothing(Report):
             return sorted(set(value))
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
-        p = self.Params.model_validate(params.model_dump())
+        p = self.validated(params)
         probe = probe_of(context)
         sets = _test_sets(probe, p)
         training = probe.simulations("train", "test")

@@ -34,11 +34,6 @@ def _check_task(plugin: Estimator, task: str) -> None:
         raise ValueError(f"estimator {plugin.name!r} supports task {supported}, not {task!r}")
 
 
-def _validate(plugin: Estimator, params: Any) -> Any:
-    data = params if isinstance(params, dict) else params.model_dump()
-    return plugin.Params.model_validate(data)
-
-
 def scaled(model: Any) -> Pipeline:
     """``model`` preceded by a :class:`~sklearn.preprocessing.StandardScaler`."""
     return Pipeline([("scale", StandardScaler()), ("model", model)])
@@ -66,7 +61,7 @@ class Svm(Estimator):
 
     def build(self, params: PluginParams, task: TaskKind) -> Pipeline:
         _check_task(self, task)
-        p = _validate(self, params)
+        p = self.validated(params)
         model: Any = SVC(
             C=p.C,
             kernel=p.kernel,
@@ -100,7 +95,7 @@ class Svr(Estimator):
 
     def build(self, params: PluginParams, task: TaskKind) -> Pipeline:
         _check_task(self, task)
-        p = _validate(self, params)
+        p = self.validated(params)
         return scaled(SVR(C=p.C, epsilon=p.epsilon, kernel=p.kernel, gamma=p.gamma))
 
 
@@ -119,7 +114,7 @@ class Logistic(Estimator):
 
     def build(self, params: PluginParams, task: TaskKind) -> Pipeline:
         _check_task(self, task)
-        p = _validate(self, params)
+        p = self.validated(params)
         return scaled(LogisticRegression(C=p.C, max_iter=p.max_iter, random_state=RANDOM_STATE))
 
 

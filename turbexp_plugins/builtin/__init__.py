@@ -41,20 +41,13 @@ class BuiltinSimulator(Simulator):
             "cache key",
         )
 
-    @classmethod
-    def _params(cls, params: object) -> Params:
-        """Validate ``params`` (a mapping or another parameter model) into :class:`Params`."""
-        if isinstance(params, PluginParams):
-            params = params.model_dump()
-        return cls.Params.model_validate(params)
-
     def identity(self, params: PluginParams) -> dict[str, Any]:
         """The numerical parameters, less ``device`` (which only says where to run)."""
-        return self._params(params).model_dump(mode="json", exclude={"device"})
+        return self.validated(params).model_dump(mode="json", exclude={"device"})
 
     def simulate(self, request: SimulationRequest, params: PluginParams) -> SimulationResult:
         """Evolve the initial field to ``request.physics.time_myr`` and project the density."""
-        p = params if isinstance(params, self.Params) else self._params(params)
+        p = self.validated(params)
         try:  # where the simulation runs, which under SLURM is not where it was planned
             device = solver.resolve_device(p.device)
         except ValueError as exc:

@@ -33,11 +33,6 @@ def _framework_requirements() -> list[str]:
     return [f"{name}=={md.version(name)}" for name in ("tensorflow", "keras")]
 
 
-def _validate(plugin: Any, params: Any) -> Any:
-    data = params if isinstance(params, dict) else params.model_dump()
-    return plugin.Params.model_validate(data)
-
-
 class CnnParams(PluginParams):
     """The reference CNN's shape and training; every field is an estimator argument."""
 
@@ -84,7 +79,7 @@ class Cnn(Estimator):
     def build(self, params: PluginParams, task: TaskKind) -> Any:
         from turbexp_plugins.deep.estimator import CnnClassifier, CnnRegressor
 
-        p = _validate(self, params)
+        p = self.validated(params)
         return (CnnClassifier if task == "classify" else CnnRegressor)(**p.model_dump())
 
     def requirements(self) -> list[str]:
@@ -117,7 +112,7 @@ class DebiasedCnn(Estimator):
     def build(self, params: PluginParams, task: TaskKind) -> Any:
         from turbexp_plugins.deep.debias import DebiasedCnnClassifier, DebiasedCnnRegressor
 
-        p = _validate(self, params)
+        p = self.validated(params)
         cls = DebiasedCnnClassifier if task == "classify" else DebiasedCnnRegressor
         return cls(**p.model_dump())
 
@@ -144,7 +139,7 @@ class Transfer(FeatureExtractor):
     def build(self, params: PluginParams) -> Any:
         from turbexp_plugins.deep.transfer import TransferFeatures
 
-        return TransferFeatures(**_validate(self, params).model_dump())
+        return TransferFeatures(**self.validated(params).model_dump())
 
     def requirements(self) -> list[str]:
         return _framework_requirements()
@@ -183,7 +178,7 @@ class SaliencyReport(Report):
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         from turbexp_plugins.deep import saliency
 
-        p = _validate(self, params)
+        p = self.validated(params)
         estimator, inputs = _image_model(context)
         groups, labels = _example_groups(context, estimator)
         rng = np.random.default_rng(context.seed)
@@ -242,7 +237,7 @@ class EmbeddingsReport(Report):
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         from turbexp_plugins.deep import embeddings
 
-        p = _validate(self, params)
+        p = self.validated(params)
         estimator, inputs = _image_model(context)
         sources = {
             "CNN last convolution": embeddings.conv_activations(estimator, inputs),
@@ -274,7 +269,7 @@ class DebiasingReport(Report):
 
         from turbexp_plugins.deep.debias import metadata_values
 
-        _validate(self, params)
+        self.validated(params)
         estimator, inputs = _image_model(context)
         if not hasattr(estimator, "nuisance_scores"):
             raise ValueError("the debiasing report needs the debiased_cnn estimator")

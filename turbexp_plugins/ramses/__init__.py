@@ -74,14 +74,14 @@ class RamsesSimulator(Simulator):
 
     def identity(self, params: PluginParams) -> dict[str, Any]:
         """What determines the output: the physical parameters and the template's text."""
-        p = self._params(params)
+        p = self.validated(params)
         values = {k: v for k, v in p.model_dump(mode="json").items() if k not in RUN_ONLY}
         return {**values, "template_sha256": hashlib.sha256(
             _template(p).read_bytes()).hexdigest() if _template(p).is_file() else None}
 
     def check(self, params: PluginParams, grid: int) -> None:
         """Fail before any run if RAMSES, its launcher or the namelist template is missing."""
-        p = self._params(params)
+        p = self.validated(params)
         try:
             import yt  # noqa: F401
         except ImportError:
@@ -100,7 +100,7 @@ class RamsesSimulator(Simulator):
 
     def simulate(self, request: SimulationRequest, params: PluginParams) -> SimulationResult:
         """Run RAMSES (or finish an earlier run) and project its final output."""
-        p = self._params(params)
+        p = self.validated(params)
         physics = request.physics
         levelmin = p.levelmin or _log2(request.grid)
         levelmax = p.levelmax or levelmin + 1
@@ -135,14 +135,6 @@ class RamsesSimulator(Simulator):
         }
         run.tidy(run_dir, p.keep)
         return SimulationResult(column_density=maps, metadata=metadata)
-
-    @classmethod
-    def _params(cls, params: object) -> Params:
-        if isinstance(params, cls.Params):
-            return params
-        if isinstance(params, PluginParams):
-            params = params.model_dump()
-        return cls.Params.model_validate(params)
 
 
 def _template(p: RamsesSimulator.Params) -> Path:
