@@ -64,7 +64,7 @@ def first_call_seconds() -> tuple[float, str]:
     solver.evolve(reference_setup(8, 0)[0], 0.01)
     seconds = time.perf_counter() - start
     dispatchers = [kernels.primitives, kernels.sweep_middle, kernels.sweep_last,
-                   kernels.first_stage, kernels.second_stage, kernels.max_speed_sum]
+                   kernels.heun_stage, kernels.max_speed_sum]
     misses = sum(sum(d.stats.cache_misses.values()) for d in dispatchers if hasattr(d, "stats"))
     return seconds, "compiled" if misses else "loaded from numba's cache"
 

@@ -171,12 +171,11 @@ def _reduce_into(bad, low, result):
 
 
 @_kernel
-def first_stage(state, stage, dt, scale, density_floor, result):
-    """``stage = state + dt * (stage * scale)``, ``stage`` holding the rate of change.
+def heun_stage(state, stage, rate, out, dt, scale, density_floor, second, result):
+    """A stage of Heun's method into ``out``, then the density floor (as the CPU kernel).
 
-    Then raises the density to ``density_floor``. Adds the number of non-finite
-    values to ``result[0]`` and lowers ``result[1]`` to the lowest density before
-    the floor (the caller sets ``result`` to (0, inf) first).
+    Adds the number of non-finite values to ``result[0]`` and lowers ``result[1]``
+    to the lowest density before the floor (the caller sets ``result`` to (0, inf)).
     """
     _, nx, ny, nz = state.shape
     bad = 0.0
@@ -184,34 +183,16 @@ def first_stage(state, stage, dt, scale, density_floor, result):
     for index in range(cuda.grid(1), nx * ny * nz, cuda.gridsize(1)):
         i, j, k = _cell_of(index, ny, nz)
         for v in range(4):
-            x = state[v, i, j, k] + dt * (stage[v, i, j, k] * scale)
-            stage[v, i, j, k] = x
+            if second:
+                x = state[v, i, j, k] + (stage[v, i, j, k] + dt * (rate[v, i, j, k] * scale))
+                x *= 0.5
+            else:
+                x = state[v, i, j, k] + dt * (rate[v, i, j, k] * scale)
+            out[v, i, j, k] = x
             if not math.isfinite(x):
                 bad += 1.0
-        low = min(low, stage[0, i, j, k])
-        stage[0, i, j, k] = max(stage[0, i, j, k], density_floor)
-    _reduce_into(bad, low, result)
-
-
-@_kernel
-def second_stage(state, stage, dudt, dt, scale, density_floor, result):
-    """``state = (state + (stage + dt * (dudt * scale))) / 2``, then the density floor.
-
-    Reduces into ``result`` as :func:`first_stage` does.
-    """
-    _, nx, ny, nz = state.shape
-    bad = 0.0
-    low = math.inf
-    for index in range(cuda.grid(1), nx * ny * nz, cuda.gridsize(1)):
-        i, j, k = _cell_of(index, ny, nz)
-        for v in range(4):
-            x = state[v, i, j, k] + (stage[v, i, j, k] + dt * (dudt[v, i, j, k] * scale))
-            x *= 0.5
-            state[v, i, j, k] = x
-            if not math.isfinite(x):
-                bad += 1.0
-        low = min(low, state[0, i, j, k])
-        state[0, i, j, k] = max(state[0, i, j, k], density_floor)
+        low = min(low, out[0, i, j, k])
+        out[0, i, j, k] = max(out[0, i, j, k], density_floor)
     _reduce_into(bad, low, result)
 
 

@@ -70,32 +70,29 @@ class GpuSteps:
         kernel[self._reducing](*args, self._result)
         return self._result.copy_to_host()
 
-    def first_stage(self, dt: float) -> tuple[int, float]:
-        """The first stage into ``stage``; returns the non-finite count and lowest density."""
+    def _stage(self, rate, out, dt: float, second: bool) -> tuple[int, float]:
+        """A Heun stage into ``out``; returns the non-finite count and lowest density."""
         bad, low = self._reduce(
-            self._k.first_stage,
+            self._k.heun_stage,
             self.state,
             self.stage,
+            rate,
+            out,
             dt,
             self.scale,
             self.floor,
+            second,
             start=(0.0, np.inf),
         )
         return int(bad), float(low)
 
+    def first_stage(self, dt: float) -> tuple[int, float]:
+        """The first stage into ``stage``; returns the non-finite count and lowest density."""
+        return self._stage(self.stage, self.stage, dt, False)
+
     def second_stage(self, dt: float) -> tuple[int, float]:
         """The second stage into ``state``; returns as :meth:`first_stage`."""
-        bad, low = self._reduce(
-            self._k.second_stage,
-            self.state,
-            self.stage,
-            self.dudt,
-            dt,
-            self.scale,
-            self.floor,
-            start=(0.0, np.inf),
-        )
-        return int(bad), float(low)
+        return self._stage(self.dudt, self.state, dt, True)
 
     def max_speed_sum(self) -> float:
         """``max over cells of Σ_d |v_d|`` over the axes with more than one cell."""

@@ -195,39 +195,24 @@ def sweep_last(prim, dudt, first, limiter, riemann, density_floor):
 
 
 @_serial
-def _first_stage_plane(state, stage, i, dt, scale, density_floor):
-    """:func:`first_stage` on the plane ``i``; returns its non-finite count and lowest ρ."""
+def _stage_plane(state, stage, rate, out, i, dt, scale, density_floor, second):
+    """:func:`heun_stage` on the plane ``i``; returns its non-finite count and lowest ρ."""
     _, _, ny, nz = state.shape
     count = 0
     lowest = np.inf
     for j in range(ny):
         for k in range(nz):
             for v in range(4):
-                x = state[v, i, j, k] + dt * (stage[v, i, j, k] * scale)
-                stage[v, i, j, k] = x
+                if second:
+                    x = state[v, i, j, k] + (stage[v, i, j, k] + dt * (rate[v, i, j, k] * scale))
+                    x *= 0.5
+                else:
+                    x = state[v, i, j, k] + dt * (rate[v, i, j, k] * scale)
+                out[v, i, j, k] = x
                 if not math.isfinite(x):
                     count += 1
-            lowest = min(lowest, stage[0, i, j, k])
-            stage[0, i, j, k] = max(stage[0, i, j, k], density_floor)
-    return count, lowest
-
-
-@_serial
-def _second_stage_plane(state, stage, dudt, i, dt, scale, density_floor):
-    """:func:`second_stage` on the plane ``i``; returns its non-finite count and lowest ρ."""
-    _, _, ny, nz = state.shape
-    count = 0
-    lowest = np.inf
-    for j in range(ny):
-        for k in range(nz):
-            for v in range(4):
-                x = state[v, i, j, k] + (stage[v, i, j, k] + dt * (dudt[v, i, j, k] * scale))
-                x *= 0.5
-                state[v, i, j, k] = x
-                if not math.isfinite(x):
-                    count += 1
-            lowest = min(lowest, state[0, i, j, k])
-            state[0, i, j, k] = max(state[0, i, j, k], density_floor)
+            lowest = min(lowest, out[0, i, j, k])
+            out[0, i, j, k] = max(out[0, i, j, k], density_floor)
     return count, lowest
 
 
@@ -247,31 +232,19 @@ def _max_speed_sum_plane(state, i, density_floor, active):
 
 
 @_kernel
-def first_stage(state, stage, dt, scale, density_floor):
-    """``stage = state + dt * (stage * scale)``, ``stage`` holding the rate of change.
+def heun_stage(state, stage, rate, out, dt, scale, density_floor, second):
+    """A stage of Heun's method into ``out``, then the density floor.
 
-    Then raises the density to ``density_floor``. Returns the number of non-finite
-    values and the lowest density before the floor.
+    The first stage is ``state + dt * (rate * scale)``, the second
+    ``(state + (stage + dt * (rate * scale))) / 2``; ``out`` may be ``stage`` or
+    ``state``. Returns the number of non-finite values and the lowest density
+    before the floor.
     """
     nx = state.shape[1]
     bad = np.zeros(nx, dtype=np.int64)
     low = np.empty(nx)
     for i in prange(nx):
-        bad[i], low[i] = _first_stage_plane(state, stage, i, dt, scale, density_floor)
-    return bad.sum(), low.min()
-
-
-@_kernel
-def second_stage(state, stage, dudt, dt, scale, density_floor):
-    """``state = (state + (stage + dt * (dudt * scale))) / 2``, then the density floor.
-
-    Returns the number of non-finite values and the lowest density before the floor.
-    """
-    nx = state.shape[1]
-    bad = np.zeros(nx, dtype=np.int64)
-    low = np.empty(nx)
-    for i in prange(nx):
-        bad[i], low[i] = _second_stage_plane(state, stage, dudt, i, dt, scale, density_floor)
+        bad[i], low[i] = _stage_plane(state, stage, rate, out, i, dt, scale, density_floor, second)
     return bad.sum(), low.min()
 
 

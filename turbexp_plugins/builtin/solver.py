@@ -186,10 +186,14 @@ class _CpuSteps:
         _flux_differences(state, self.prim, dudt, self.riemann, self.limiter, self.floor)
 
     def first_stage(self, dt: float) -> tuple[int, float]:
-        return kernels.first_stage(self.state, self.stage, dt, self.scale, self.floor)
+        return kernels.heun_stage(
+            self.state, self.stage, self.stage, self.stage, dt, self.scale, self.floor, False
+        )
 
     def second_stage(self, dt: float) -> tuple[int, float]:
-        return kernels.second_stage(self.state, self.stage, self.dudt, dt, self.scale, self.floor)
+        return kernels.heun_stage(
+            self.state, self.stage, self.dudt, self.state, dt, self.scale, self.floor, True
+        )
 
     def max_speed_sum(self) -> float:
         return float(kernels.max_speed_sum(self.state, self.floor, self.active))
