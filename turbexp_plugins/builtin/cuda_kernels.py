@@ -43,6 +43,7 @@ _half_slope = _face.half_slope
 _conserved_and_flux = _face.conserved_and_flux
 _llf_speed, _llf_flux = _face.llf_speed, _face.llf_flux
 _hll_speeds, _hll_flux = _face.hll_speeds, _face.hll_flux
+_heun_cell = _face.heun_cell
 
 
 def blocks(cells: int) -> int:
@@ -182,17 +183,9 @@ def heun_stage(state, stage, rate, out, dt, scale, density_floor, second, result
     low = math.inf
     for index in range(cuda.grid(1), nx * ny * nz, cuda.gridsize(1)):
         i, j, k = _cell_of(index, ny, nz)
-        for v in range(4):
-            if second:
-                x = state[v, i, j, k] + (stage[v, i, j, k] + dt * (rate[v, i, j, k] * scale))
-                x *= 0.5
-            else:
-                x = state[v, i, j, k] + dt * (rate[v, i, j, k] * scale)
-            out[v, i, j, k] = x
-            if not math.isfinite(x):
-                bad += 1.0
-        low = min(low, out[0, i, j, k])
-        out[0, i, j, k] = max(out[0, i, j, k], density_floor)
+        count, rho = _heun_cell(state, stage, rate, out, i, j, k, dt, scale, density_floor, second)
+        bad += count
+        low = min(low, rho)
     _reduce_into(bad, low, result)
 
 

@@ -1,13 +1,15 @@
-"""The scheme's arithmetic at one cell face, written once for every target.
+"""The scheme's arithmetic at one cell face and in one cell, written once for every target.
 
-Plain Python functions of scalars: :mod:`.kernels` compiles them for the CPU
-(numba, inlined into its row loops) and :mod:`.cuda_kernels` for NVIDIA GPUs
-(numba CUDA device functions) through :func:`compiled`, so both evaluate the same
-expressions in the same order. All quantities are in code units (sound speed 1).
+Plain Python functions of scalars (and of one cell of state arrays):
+:mod:`.kernels` compiles them for the CPU (numba, inlined into its loops) and
+:mod:`.cuda_kernels` for NVIDIA GPUs (numba CUDA device functions) through
+:func:`compiled`, so both evaluate the same expressions in the same order. All
+quantities are in code units (sound speed 1).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from types import SimpleNamespace
 
@@ -86,15 +88,37 @@ def hll_flux(u_left, f_left, u_right, f_right, s_left, s_right):
     return upwind / (s_right - s_left)
 
 
+def heun_cell(state, stage, rate, out, i, j, k, dt, scale, density_floor, second):
+    """One cell of a stage of Heun's method into ``out``, then the density floor.
+
+    The first stage is ``state + dt * (rate * scale)``, the second
+    ``(state + (stage + dt * (rate * scale))) / 2``. Returns the cell's number of
+    non-finite values and its density before the floor.
+    """
+    bad = 0
+    for v in range(4):
+        if second:
+            x = state[v, i, j, k] + (stage[v, i, j, k] + dt * (rate[v, i, j, k] * scale))
+            x *= 0.5
+        else:
+            x = state[v, i, j, k] + dt * (rate[v, i, j, k] * scale)
+        out[v, i, j, k] = x
+        if not math.isfinite(x):
+            bad += 1
+    rho = out[0, i, j, k]
+    out[0, i, j, k] = max(rho, density_floor)
+    return bad, rho
+
+
 def compiled(device: Callable) -> SimpleNamespace:
     """The face functions compiled by ``device``, a decorator of inlined device functions.
 
     Returns a namespace with ``minmod``, ``half_slope``, ``conserved_and_flux``,
-    ``llf_speed``, ``llf_flux``, ``hll_speeds`` and ``hll_flux``.
+    ``llf_speed``, ``llf_flux``, ``hll_speeds``, ``hll_flux`` and ``heun_cell``.
     """
     functions = {
         f.__name__: device(f)
-        for f in (minmod, conserved_and_flux, llf_speed, llf_flux, hll_speeds, hll_flux)
+        for f in (minmod, conserved_and_flux, llf_speed, llf_flux, hll_speeds, hll_flux, heun_cell)
     }
     functions["half_slope"] = device(_half_slope_of(functions["minmod"]))
     return SimpleNamespace(**functions)

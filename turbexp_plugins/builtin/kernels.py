@@ -15,8 +15,6 @@ given (``NUMBA_NUM_THREADS``).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
@@ -48,6 +46,7 @@ _half_slope = _face.half_slope
 _face_conserved_and_flux = _face.conserved_and_flux
 _llf_speed, _llf_flux = _face.llf_speed, _face.llf_flux
 _hll_speeds, _hll_flux = _face.hll_speeds, _face.hll_flux
+_heun_cell = _face.heun_cell
 
 
 @_inline
@@ -202,17 +201,11 @@ def _stage_plane(state, stage, rate, out, i, dt, scale, density_floor, second):
     lowest = np.inf
     for j in range(ny):
         for k in range(nz):
-            for v in range(4):
-                if second:
-                    x = state[v, i, j, k] + (stage[v, i, j, k] + dt * (rate[v, i, j, k] * scale))
-                    x *= 0.5
-                else:
-                    x = state[v, i, j, k] + dt * (rate[v, i, j, k] * scale)
-                out[v, i, j, k] = x
-                if not math.isfinite(x):
-                    count += 1
-            lowest = min(lowest, out[0, i, j, k])
-            out[0, i, j, k] = max(out[0, i, j, k], density_floor)
+            bad, rho = _heun_cell(
+                state, stage, rate, out, i, j, k, dt, scale, density_floor, second
+            )
+            count += bad
+            lowest = min(lowest, rho)
     return count, lowest
 
 
