@@ -248,10 +248,11 @@ def test_reversal_weight_ramps_up_by_the_dann_schedule() -> None:
     constant = DebiasedCnnClassifier(**fixed, adversary_weight=1.5, ramp_gamma=0.0,
                                      compare=False).fit(x, y, nuisance=refined)
     assert constant.reversal_weights_ == [1.5] * 4
-    network, _ = constant._networks(as_images(x).shape[1:], 1.5)
+    network, _, schedule = constant._networks(as_images(x).shape[1:], 1.5)
+    assert schedule is None
     assert float(network.get_layer("reverse_gradient").scale.numpy()) == pytest.approx(1.5)
-    network, _ = ramped._networks(as_images(x).shape[1:], 0.0)  # the twin stays at 0
-    assert network.schedule is None
+    network, _, schedule = ramped._networks(as_images(x).shape[1:], 0.0)  # the twin stays at 0
+    assert schedule is None
     assert float(network.get_layer("reverse_gradient").scale.numpy()) == 0.0
 
 

@@ -69,20 +69,6 @@ def _numeric(values: Sequence[Any]) -> bool:
                for v in values)
 
 
-class _AdversarialNetwork(keras.Model):
-    """The training network; its ``fit`` also runs ``schedule`` (when set), before the
-    callbacks it is given."""
-
-    schedule: keras.callbacks.Callback | None = None
-
-    def fit(self, *args: Any, callbacks: Sequence[keras.callbacks.Callback] | None = None,
-            **kwargs: Any) -> Any:
-        composed = list(callbacks or [])
-        if self.schedule is not None:
-            composed.insert(0, self.schedule)
-        return super().fit(*args, callbacks=composed, **kwargs)
-
-
 class DebiasedCnnEstimator(KerasImageEstimator):
     """The reference CNN trained against a nuisance adversary (see the module docstring)."""
 
@@ -159,9 +145,10 @@ class DebiasedCnnEstimator(KerasImageEstimator):
 
     # --- the network ------------------------------------------------------------------
 
-    def _networks(self, input_shape: tuple[int, ...],
-                  weight: float) -> tuple[_AdversarialNetwork, keras.Model]:
-        """The training network (task and nuisance outputs) and its task-only part."""
+    def _networks(self, input_shape: tuple[int, ...], weight: float
+                  ) -> tuple[keras.Model, keras.Model, ReversalSchedule | None]:
+        """The training network (task and nuisance outputs), its task-only part, and the
+        schedule of its reversal weight (None when the weight stays constant)."""
         arch = self.architecture()
         inputs = keras.Input(input_shape, name="image")
         features = cnn.trunk(inputs, arch)
@@ -175,11 +162,11 @@ class DebiasedCnnEstimator(KerasImageEstimator):
         nuisance = keras.layers.Dense(1 if k == 2 else k,
                                       activation="sigmoid" if k == 2 else "softmax",
                                       name="nuisance")(h)
-        network = _AdversarialNetwork(inputs, {"task": task, "nuisance": nuisance},
-                                      name="debiased_cnn")
+        network = keras.Model(inputs, {"task": task, "nuisance": nuisance}, name="debiased_cnn")
+        schedule = None
         if weight != 0 and self.ramp_gamma != 0:
             reversal.scale.assign(dann_weight(weight, self.ramp_gamma, 0.0))
-            network.schedule = ReversalSchedule(reversal, weight, self.ramp_gamma, self.epochs)
+            schedule = ReversalSchedule(reversal, weight, self.ramp_gamma, self.epochs)
         task_loss, task_metrics = cnn.loss_and_metrics(self.task, self._n_classes())
         nuisance_loss = "binary_crossentropy" if k == 2 else "sparse_categorical_crossentropy"
         accuracy = keras.metrics.BinaryAccuracy(name="accuracy") if k == 2 else \
@@ -187,18 +174,17 @@ class DebiasedCnnEstimator(KerasImageEstimator):
         network.compile(optimizer=keras.optimizers.RMSprop(self.learning_rate),
                         loss={"task": task_loss, "nuisance": nuisance_loss},
                         metrics={"task": task_metrics, "nuisance": [accuracy]})
-        return network, keras.Model(inputs, task, name="cnn")
+        return network, keras.Model(inputs, task, name="cnn"), schedule
 
     def _fit_network(self, x: np.ndarray, targets: dict[str, np.ndarray], train: np.ndarray,
                      validation: tuple[np.ndarray, dict[str, np.ndarray]] | None,
                      context: fit_context.FitContext, weight: float) -> keras.Model:
         seed_everything(self.seed, self.deterministic)
-        network, task_model = self._networks(x.shape[1:], weight)
+        network, task_model, schedule = self._networks(x.shape[1:], weight)
         self.model_ = task_model  # what predict uses, also while training (epoch scores)
         self._train(network, (x[train], {k: v[train] for k, v in targets.items()}),
-                    validation, context)
+                    validation, context, [schedule] if schedule is not None else ())
         # the reversal weight of each epoch run (by the schedule, or constant)
-        schedule = network.schedule
         self.reversal_weights_ = list(schedule.applied) if schedule is not None else \
             [float(weight)] * self.n_epochs_
         return task_model

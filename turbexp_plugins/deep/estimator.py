@@ -14,6 +14,7 @@ the context gives them, stratified by class.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -207,13 +208,16 @@ class KerasImageEstimator(KerasState, BaseEstimator):
 
     def _train(self, model: keras.Model, data: tuple[np.ndarray, Any],
                validation: tuple[np.ndarray, Any] | None,
-               context: fit_context.FitContext) -> None:
-        """Fit ``model`` on tf.data pipelines, with early stopping and epoch reporting."""
+               context: fit_context.FitContext,
+               schedules: Sequence[keras.callbacks.Callback] = ()) -> None:
+        """Fit ``model`` on tf.data pipelines, with early stopping and epoch reporting;
+        ``schedules`` are callbacks that run first in each epoch."""
         callbacks: list[keras.callbacks.Callback] = [EpochReporting(context, self)]
         val_ds = None
         if validation is not None:
             callbacks.insert(0, early_stopping(self.monitor, self.patience))
             val_ds = make_dataset(*validation, batch_size=PREDICT_BATCH)
+        callbacks[:0] = schedules
         train_ds = make_dataset(*data, batch_size=self.batch_size, shuffle=True,
                                 augment=self.augment, seed=self.seed)
         history = model.fit(train_ds, validation_data=val_ds, epochs=self.epochs,
