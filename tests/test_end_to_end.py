@@ -192,8 +192,11 @@ def test_killed_tuning_resumes_without_counting_a_trial_twice(tiny: Path) -> Non
     result = turbexp_cli("run", str(experiment), "--no-progress", cwd=root)
     assert result.returncode == 0, result.stderr
     parents = _runs("experiment")
-    assert [p.info.status for p in parents] == ["FAILED", "FINISHED"]
+    assert [p.info.status for p in parents] == ["KILLED", "FINISHED"]
     assert all(t.info.status != "RUNNING" for t in _runs("trial"))
+    resumed = parents[1].data.tags
+    assert resumed["turbexp.resumes_run"] == parents[0].info.run_id
+    assert 3 <= int(resumed["turbexp.resumed_from_trial"]) < 30
 
     [summary] = optuna.get_all_study_summaries(storage)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
