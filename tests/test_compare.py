@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from turbexp import compare
 from turbexp.errors import UserError
+from turbexp.holdout import Holdout, HoldoutPart
 from turbexp.plugins import registry
 
 SPREAD_CAMPAIGN = """
@@ -189,7 +190,7 @@ def test_regressors_are_drawn_predicted_against_true(catalogue: Path) -> None:
     scatters = [c for c in ax.collections if isinstance(c, PathCollection)]
     assert len(scatters) == 2
     for scatter, run in zip(scatters, runs, strict=True):
-        assert np.allclose(scatter.get_offsets()[:, 1], run.holdout.score)
+        assert np.allclose(scatter.get_offsets()[:, 1], run.holdout.concatenated("score"))
     labels = legend(figure)
     assert labels[0] == "predicted = true"
     for label, run in zip(labels[1:], runs, strict=True):
@@ -245,11 +246,13 @@ def test_runs_without_holdout_predictions_are_refused(catalogue: Path) -> None:
         compare.resolve(["c-hog-svm", "bare"])
 
 
-def _holdout(**changes) -> compare.Holdout:
-    values = dict(task="classify", class_names=["kolmogorov", "burgers"], campaign_hash="a" * 64,
-                  split_seed=0, simulation=np.repeat([1, 4], 3), index=np.zeros(6),
+def _holdout(**changes) -> Holdout:
+    values = dict(campaign_hash="a" * 64, split_seed=0, simulation=np.repeat([1, 4], 3),
+                  stratum=np.array([0, 0, 0, 1, 1, 1]), index=np.zeros(6),
                   y_true=np.array([0, 0, 0, 1, 1, 1]), y_pred=np.zeros(6), score=np.zeros(6))
-    return compare.Holdout(**{**values, **changes})
+    names = changes.pop("class_names", ["kolmogorov", "burgers"])
+    part = HoldoutPart(**{**values, **changes})
+    return Holdout("classify", names, (part,))
 
 
 def test_holdout_differences_name_what_differs() -> None:

@@ -7,9 +7,11 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from turbexp import overrides as changes
 from turbexp.errors import UserError, gather
 from turbexp.parallel import default_jobs
 from turbexp.params import plan_params
@@ -55,9 +57,14 @@ class CampaignOutcome:
     submitted: list[str] = field(default_factory=list)
 
 
-def plan_campaign(path: str | Path) -> CampaignPlan:
-    """Read and validate a campaign file; nothing is simulated."""
+def plan_campaign(path: str | Path, *, overrides: dict[str, Any] | None = None,
+                  scale: str | None = None) -> CampaignPlan:
+    """Read and validate a campaign file; nothing is simulated. ``scale`` applies the
+    file's scale of that name, then ``overrides`` sets dotted keys."""
     doc = load_yaml(path)
+    doc = changes.apply(doc, changes.scale_of(doc, scale), CampaignSpec,
+                        source=f"{doc.path}: scales.{scale}.")
+    doc = changes.apply(doc, dict(overrides or {}), CampaignSpec, source="--set campaign.")
     spec: CampaignSpec = validate(CampaignSpec, doc)
     try:
         simulator = registry().get("simulator", spec.simulator.plugin)
@@ -200,6 +207,7 @@ def _simulate_locked(store: SimulationStore, simulator_name: str, params: dict,
         return sim.key, error
 
 
-def plan_campaigns(paths: list[str | Path]) -> list[CampaignPlan]:
+def plan_campaigns(paths: list[str | Path], *, overrides: dict[str, Any] | None = None,
+                   scale: str | None = None) -> list[CampaignPlan]:
     """Validate several campaign files, reporting every file's errors together."""
-    return gather(plan_campaign, paths)
+    return gather(lambda p: plan_campaign(p, overrides=overrides, scale=scale), paths)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import math
 import os
 import sys
 from datetime import datetime
@@ -33,37 +34,81 @@ def cli() -> None:
     """Machine-learning experiments on images of interstellar turbulence, tracked in MLflow."""
 
 
+def _spec_options(function):
+    """``--set KEY=VALUE`` and ``--scale NAME``, shared by the commands that read files."""
+    function = click.option(
+        "--scale", default=None, metavar="NAME",
+        help="Apply every file's scale NAME (its `scales:` section), e.g. `--scale paper`, "
+             "the reference study's size.")(function)
+    return click.option(
+        "--set", "assignments", multiple=True, metavar="KEY=VALUE",
+        help="Change a value of every experiment file before it is validated, as a dotted "
+             "key: `--set data.images.size=64`, `--set estimator.epochs=5`; keys under "
+             "`campaign.` change the experiment's campaign file (`--set campaign.grid=32`). "
+             "Repeatable.")(function)
+
+
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
 @_jobs_option
+@_spec_options
+@click.option("--repeats", type=click.IntRange(min=1), default=None,
+              help="Repeat each experiment over independent campaign seeds and splits "
+                   "(the same as --set repeats=K).")
+@click.option("--dry-run", is_flag=True,
+              help="Print what would run and its estimated cost, run nothing, write nothing.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def run(files: tuple[str, ...], jobs: int | None, no_progress: bool) -> None:
-    """Validate every experiment FILE, then run them one after another."""
+def run(files: tuple[str, ...], jobs: int | None, assignments: tuple[str, ...],
+        scale: str | None, repeats: int | None, dry_run: bool, no_progress: bool) -> None:
+    """Validate every experiment FILE, then run them one after another.
+
+    Every holdout metric is printed and logged with its 95 % interval from a bootstrap over
+    holdout simulations. An interrupted run (Ctrl-C) is marked KILLED in MLflow; the same
+    command resumes it with the result an uninterrupted run gives.
+    """
     from turbexp.experiment import plan_experiments
+    from turbexp.overrides import parse_assignments
     from turbexp.paths import cache_dir
+
+    overrides = parse_assignments(assignments)
+    if repeats is not None:
+        overrides["repeats"] = repeats
+    plans = plan_experiments(list(files), overrides=overrides, scale=scale)
+    if dry_run:
+        from turbexp.cost import estimate, render
+
+        render(estimate(plans), out)
+        return
     from turbexp.runner import run_experiment
     from turbexp.store import SimulationStore
 
-    plans = plan_experiments(list(files))
     store = SimulationStore(cache_dir())
     summaries = [run_experiment(p, store, jobs=jobs,
                                 show_progress=not no_progress) for p in plans]
-    table = Table(title="turbexp run")
-    for column in ("experiment", "holdout metric", "value", "best test", "trials", "MLflow run"):
+    table = Table(title="turbexp run (95 % intervals: bootstrap over holdout simulations)")
+    for column in ("experiment", "holdout metric", "value [95 % interval]", "best test",
+                   "trials", "holdout", "MLflow run"):
         table.add_column(column)
     for s in summaries:
-        table.add_row(s.experiment, s.metric, f"{s.holdout:.4g}", f"{s.best_test:.4g}",
-                      str(s.trials), s.run_id)
+        value = s.holdout.text(4)
+        if s.spread is not None:
+            value += f" sd {s.spread:.2g} ({s.repeats} repeats)"
+        table.add_row(s.experiment, s.metric, value,
+                      "" if s.best_test is None else f"{s.best_test:.4g}", str(s.trials),
+                      f"{s.n_simulations} sims, {s.n_images} images", s.run_id)
     out.print(table)
 
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
-def validate(files: tuple[str, ...]) -> None:
+@_spec_options
+def validate(files: tuple[str, ...], assignments: tuple[str, ...], scale: str | None) -> None:
     """Check experiment FILES (and their campaigns) without running anything."""
     from turbexp.experiment import plan_experiments
+    from turbexp.overrides import parse_assignments
 
-    for plan in plan_experiments(list(files)):
+    for plan in plan_experiments(list(files), overrides=parse_assignments(assignments),
+                                 scale=scale):
         out.print(f"[green]✓[/] {plan.path}: {plan.spec.name} "
                       f"({len(plan.campaign.simulations)} simulations)")
 
@@ -75,11 +120,15 @@ def sims() -> None:
 
 @sims.command("validate")
 @click.argument("files", nargs=-1, required=True)
-def sims_validate(files: tuple[str, ...]) -> None:
+@_spec_options
+def sims_validate(files: tuple[str, ...], assignments: tuple[str, ...],
+                  scale: str | None) -> None:
     """Check campaign FILES without simulating anything."""
     from turbexp.campaign import plan_campaigns
+    from turbexp.overrides import parse_assignments
 
-    for plan in plan_campaigns(list(files)):
+    for plan in plan_campaigns(list(files), overrides=parse_assignments(assignments),
+                               scale=scale):
         out.print(f"[green]✓[/] {plan.path}: {plan.spec.name} ({len(plan.simulations)} "
                   f"simulations, {plan.simulator.name}, executor {plan.spec.executor.kind})")
 
@@ -91,19 +140,21 @@ def sims_validate(files: tuple[str, ...]) -> None:
               help="Where simulations run (default: the campaign's executor.kind).")
 @click.option("--wait/--no-wait", default=True,
               help="slurm: follow the submitted tasks to the end (default) or return at once.")
+@_spec_options
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def sims_run(files: tuple[str, ...], jobs: int | None, executor: str | None, wait: bool,
-             no_progress: bool) -> None:
+             assignments: tuple[str, ...], scale: str | None, no_progress: bool) -> None:
     """Make the simulations of each campaign FILE that are missing from the cache.
 
     Failed simulations are recorded and the campaign goes on; a rerun retries only
     the failed and missing ones.
     """
     from turbexp.campaign import plan_campaigns, run_campaign
+    from turbexp.overrides import parse_assignments
     from turbexp.paths import cache_dir
     from turbexp.store import SimulationStore
 
-    plans = plan_campaigns(list(files))
+    plans = plan_campaigns(list(files), overrides=parse_assignments(assignments), scale=scale)
     store = SimulationStore(cache_dir())
     failed = 0
     for plan in plans:
@@ -127,6 +178,7 @@ def list_(files: tuple[str, ...]) -> None:
     """The catalogue: each experiment with its last run and headline metric."""
     from turbexp.spec import ExperimentSpec, validate
     from turbexp.tracking import last_runs
+    from turbexp.uncertainty import from_metrics
     from turbexp.yamlfile import load_yaml
 
     paths = list(files) or sorted(glob.glob("experiments/*.yaml"))
@@ -134,8 +186,9 @@ def list_(files: tuple[str, ...]) -> None:
         raise UserError("no experiment files given and none found in experiments/")
     specs = {p: validate(ExperimentSpec, load_yaml(p)) for p in paths}
     runs = last_runs([s.name for s in specs.values()])
-    table = Table(title="turbexp catalogue")
-    for column in ("experiment", "file", "last run", "status", "headline metric", "value"):
+    table = Table(title="turbexp catalogue (95 % intervals: bootstrap over holdout simulations)")
+    for column in ("experiment", "file", "last run", "status", "headline metric",
+                   "value [95 % interval]"):
         table.add_column(column)
     for path, spec in specs.items():
         run = runs.get(spec.name)
@@ -144,9 +197,12 @@ def list_(files: tuple[str, ...]) -> None:
             continue
         started = datetime.fromtimestamp(run.info.start_time / 1000).strftime("%Y-%m-%d %H:%M")
         metric = run.data.tags.get("turbexp.headline_metric", f"holdout_{spec.metric}")
-        value = run.data.metrics.get(metric)
-        table.add_row(spec.name, path, started, run.info.status, metric,
-                      "" if value is None else f"{value:.4g}")
+        value = from_metrics(run.data.metrics, metric)
+        text = "" if not math.isfinite(value.value) else value.text(4)
+        if f"{metric}_sd" in run.data.metrics:
+            text += f" sd {run.data.metrics[f'{metric}_sd']:.2g} " \
+                    f"({run.data.params.get('repeats', '?')} repeats)"
+        table.add_row(spec.name, path, started, run.info.status, metric, text)
     out.print(table)
 
 
@@ -164,13 +220,20 @@ def compare(runs: tuple[str, ...], out_dir: str | None, name: str | None) -> Non
     from turbexp.compare import compare as compare_runs
 
     result = compare_runs(list(runs), name=name, out=Path(out_dir) if out_dir else None)
-    table = Table(title=f"turbexp compare {result.name}")
-    for column in ("experiment", "features → estimator", result.metric, "physics baseline",
-                   "MLflow run"):
+    metric = result.metric.removeprefix("holdout_")
+    first = result.runs[0]
+    table = Table(title=f"turbexp compare {result.name}: {first.holdout.n_simulations} holdout "
+                        f"simulations, {first.holdout.n_images} images; 95 % intervals")
+    for column in ("experiment", "features → estimator", result.metric,
+                   f"minus {first.label}", "verdict", "physics baseline", "MLflow run"):
         table.add_column(column)
     for r in result.runs:
-        value = r.scores.get(result.metric.removeprefix("holdout_"), float("nan"))
-        table.add_row(r.label, f"{r.features} → {r.estimator}", f"{value:.4g}",
+        score = r.scores.get(metric)
+        difference = r.difference.get(metric)
+        table.add_row(r.label, f"{r.features} → {r.estimator}",
+                      score.text(4) if score else "n/a",
+                      difference.text(3) if difference else "",
+                      result.verdict(r) if difference else "",
                       "yes" if r.baseline else "", r.run_id)
     out.print(table)
     for path in result.files:

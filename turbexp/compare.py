@@ -2,8 +2,12 @@
 
 Runs are named by experiment (its latest finished parent run) or by MLflow run id. They
 must share a task and a holdout set: the same campaign hash, split seed, classes and
-per-image list of holdout simulations. Figures are matplotlib :class:`Figure` objects
-drawn without pyplot, written as PNG and PDF and logged to a comparison run in MLflow.
+per-image list of holdout simulations (for repeated experiments, in every repeat). Every
+metric comes with its 95 % interval, and every run after the first with its paired
+difference to the first: the same bootstrap resamples of the shared holdout simulations
+score both runs, so the difference's interval says whether one beats the other.
+Figures are matplotlib :class:`Figure` objects drawn without pyplot, written as PNG and
+PDF and logged to a comparison run in MLflow.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from typing import IO, Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from sklearn import metrics as skm
 
 from turbexp import metrics, tracking
 from turbexp.errors import UserError
 from turbexp.files import atomic_write
-from turbexp.runner import HOLDOUT_PREDICTIONS
+from turbexp.holdout import PREDICTIONS as HOLDOUT_PREDICTIONS
+from turbexp.holdout import Holdout, paired_differences, verdict
+from turbexp.uncertainty import DEFAULT_RESAMPLES, Interval, with_interval
 
 BASELINE_FEATURES = "power_spectrum"
 """Runs with these features are the physics baseline (``power_spectrum_baseline``)."""
@@ -35,35 +40,6 @@ FORMATS = ("png", "pdf")
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 MAX_NAME = 100
-
-
-@dataclass(frozen=True)
-class Holdout:
-    """One run's predictions on its holdout images."""
-
-    task: str
-    class_names: list[str]
-    campaign_hash: str
-    split_seed: int
-    simulation: np.ndarray
-    index: np.ndarray
-    y_true: np.ndarray
-    y_pred: np.ndarray
-    score: np.ndarray
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Holdout:
-        return cls(
-            task=str(data["task"]),
-            class_names=[str(c) for c in data.get("class_names") or []],
-            campaign_hash=str(data["campaign_hash"]),
-            split_seed=int(data["split_seed"]),
-            simulation=np.asarray(data["simulation"], dtype=np.int64),
-            index=np.asarray(data["index"], dtype=np.float64),
-            y_true=np.asarray(data["y_true"]),
-            y_pred=np.asarray(data["y_pred"]),
-            score=np.asarray(data["score"], dtype=np.float64),
-        )
 
 
 @dataclass(frozen=True)
@@ -78,7 +54,8 @@ class ComparedRun:
     headline_metric: str
     holdout: Holdout
     label: str = ""
-    scores: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, Interval] = field(default_factory=dict)
+    difference: dict[str, Interval] = field(default_factory=dict)  # this run minus the first
 
     @property
     def task(self) -> str:
@@ -103,11 +80,18 @@ class Comparison:
     files: list[Path]
     run_id: str
 
+    def verdict(self, run: ComparedRun) -> str:
+        """Whether ``run`` is better or worse than the first run on the headline metric, or
+        not distinguishable on this holdout (the 95 % interval of the difference holds 0)."""
+        name = self.metric.removeprefix("holdout_")
+        return verdict(run.difference[name], metrics.direction(run.task, name))
+
 
 # --------------------------------------------------------------------------- runs
 
 
-def resolve(references: list[str]) -> list[ComparedRun]:
+def resolve(references: list[str], resamples: int = DEFAULT_RESAMPLES,
+            seed: int = 0) -> list[ComparedRun]:
     """Each experiment name or run id as a run with its holdout predictions, in order.
 
     A name is its latest FINISHED parent run; a 32-hex string that is a run id is that run.
@@ -130,7 +114,7 @@ def resolve(references: list[str]) -> list[ComparedRun]:
         else:
             _check_experiment_run(run, reference)
         if run.info.run_id not in found:
-            found[run.info.run_id] = _load(client, run, reference)
+            found[run.info.run_id] = _load(client, run, reference, resamples, seed)
     runs = list(found.values())
     if len(runs) < 2:
         raise UserError(f"a comparison needs at least two runs; {', '.join(references)} "
@@ -177,7 +161,7 @@ def _check_experiment_run(run: Any, reference: str) -> None:
         raise UserError(f"run {reference} is {run.info.status}; only finished runs are compared")
 
 
-def _load(client: Any, run: Any, reference: str) -> ComparedRun:
+def _load(client: Any, run: Any, reference: str, resamples: int, seed: int) -> ComparedRun:
     import mlflow
 
     tags, params = run.data.tags, run.data.params
@@ -194,7 +178,7 @@ def _load(client: Any, run: Any, reference: str) -> ComparedRun:
     except (KeyError, TypeError, ValueError, OSError) as exc:
         raise UserError(f"run {run_id} of {experiment!r}: {HOLDOUT_PREDICTIONS} cannot be "
                         f"read: {type(exc).__name__}: {exc}") from None
-    scores = metrics.score(holdout.task, holdout.y_true, holdout.y_pred, holdout.score)
+    scores = holdout.intervals(resamples, seed)
     metric = params.get("metric") or next(iter(metrics.METRICS[holdout.task]))
     return ComparedRun(
         reference=reference, run_id=run.info.run_id, experiment=experiment,
@@ -242,12 +226,22 @@ def holdout_differences(a: Holdout, b: Holdout) -> list[str]:
     found = []
     if a.task != b.task:
         found.append(f"task {a.task} vs {b.task}")
+    if a.task == b.task == "classify" and a.class_names != b.class_names:
+        found.append(f"classes {a.class_names} vs {b.class_names}")
+    if len(a.parts) != len(b.parts):
+        return [*found, f"repeats {len(a.parts)} vs {len(b.parts)}"]
+    for k, (x, y) in enumerate(zip(a.parts, b.parts, strict=True)):
+        where = f"repeat {k}: " if len(a.parts) > 1 else ""
+        found += [where + d for d in _part_differences(x, y)]
+    return found
+
+
+def _part_differences(a: Any, b: Any) -> list[str]:
+    found = []
     if a.campaign_hash != b.campaign_hash:
         found.append(f"campaign hash {a.campaign_hash[:12]} vs {b.campaign_hash[:12]}")
     if a.split_seed != b.split_seed:
         found.append(f"split seed {a.split_seed} vs {b.split_seed}")
-    if a.task == b.task == "classify" and a.class_names != b.class_names:
-        found.append(f"classes {a.class_names} vs {b.class_names}")
     if found:
         return found
     sims_a, sims_b = sorted(set(a.simulation.tolist())), sorted(set(b.simulation.tolist()))
@@ -261,6 +255,15 @@ def holdout_differences(a: Holdout, b: Holdout) -> list[str]:
     return found
 
 
+def with_differences(runs: list[ComparedRun], resamples: int = DEFAULT_RESAMPLES,
+                     seed: int = 0) -> list[ComparedRun]:
+    """Each run with its paired difference to the first run, every metric."""
+    first = runs[0]
+    return [first, *(replace(r, difference=paired_differences(r.holdout, first.holdout,
+                                                              resamples, seed))
+                     for r in runs[1:])]
+
+
 # --------------------------------------------------------------------------- figures
 
 
@@ -268,29 +271,39 @@ def _colour(position: int) -> str:
     return f"C{position % 10}"
 
 
-def roc_figure(runs: list[ComparedRun]) -> Figure:
-    """Every classifier's ROC curve on the shared holdout, its AUC in the legend."""
-    fig = Figure(figsize=(6, 6), layout="constrained")
+def _title(runs: list[ComparedRun], what: str) -> str:
+    first = runs[0].holdout
+    repeats = f" over {len(first.parts)} repeats" if len(first.parts) > 1 else ""
+    return (f"{what} on the shared holdout{repeats}\n{first.n_simulations} simulations, "
+            f"{first.n_images} images; 95 % bands from resamples of whole simulations")
+
+
+def roc_figure(runs: list[ComparedRun], resamples: int = DEFAULT_RESAMPLES,
+               seed: int = 0) -> Figure:
+    """Every classifier's ROC curve on the shared holdout with its 95 % band (averaged over
+    repeats at each false-positive rate), its AUC and interval in the legend."""
+    fig = Figure(figsize=(6, 6.4), layout="constrained")
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
     first = runs[0].holdout
-    positive = np.asarray(first.y_true).ravel() == 1
+    positive = first.concatenated("y_true") == 1
     names = first.class_names
     positive_name = names[1] if len(names) > 1 else "class 1"
     if positive.all() or not positive.any():
         ax.text(0.5, 0.5, "ROC undefined:\nonly one class in the holdout", ha="center",
                 va="center")
     else:
+        boot = first.bootstrap(resamples, seed)
         for i, run in enumerate(runs):
-            fpr, tpr, _ = skm.roc_curve(run.holdout.y_true == 1, run.holdout.score)
             style = {"linestyle": "--", "linewidth": 2.5} if run.baseline else {"linewidth": 2}
             suffix = ", physics baseline" if run.baseline else ""
-            ax.plot(fpr, tpr, color=_colour(i), **style,
-                    label=f"{run.label} (AUC = {run.scores['roc_auc']:.3f}){suffix}")
+            low, high = boot.band(run.holdout.roc_tpr)
+            ax.fill_between(metrics.FPR_GRID, low, high, color=_colour(i), alpha=0.15)
+            ax.plot(metrics.FPR_GRID, run.holdout.roc_tpr(), color=_colour(i), **style,
+                    label=f"{run.label} (AUC = {run.scores['roc_auc'].text()}){suffix}")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate",
-           ylabel="True positive rate",
-           title=f"ROC on the shared holdout ({len(first.y_true)} images), "
-                 f"positive class: {positive_name}")
+           ylabel="True positive rate")
+    ax.set_title(_title(runs, f"ROC, positive class: {positive_name},"), fontsize=9)
     ax.set_aspect("equal")
     ax.legend(loc="lower right", fontsize="small")
     return fig
@@ -298,10 +311,10 @@ def roc_figure(runs: list[ComparedRun]) -> Figure:
 
 def predicted_vs_true_figure(runs: list[ComparedRun]) -> Figure:
     """Every regressor's predicted index against the true one, with the identity line."""
-    fig = Figure(figsize=(6, 6), layout="constrained")
+    fig = Figure(figsize=(6, 6.4), layout="constrained")
     ax = fig.add_subplot()
-    values = np.concatenate([np.concatenate([r.holdout.y_true.astype(np.float64),
-                                             r.holdout.score]) for r in runs])
+    values = np.concatenate([np.concatenate([r.holdout.concatenated("y_true").astype(float),
+                                             r.holdout.concatenated("score")]) for r in runs])
     values = values[np.isfinite(values)]
     low, high = (float(values.min()), float(values.max())) if values.size else (3.0, 4.5)
     pad = 0.05 * (high - low) or 0.1
@@ -309,36 +322,40 @@ def predicted_vs_true_figure(runs: list[ComparedRun]) -> Figure:
     ax.plot([low, high], [low, high], color="grey", linestyle="--", label="predicted = true")
     for i, run in enumerate(runs):
         suffix = ", physics baseline" if run.baseline else ""
-        ax.scatter(run.holdout.y_true.astype(np.float64), run.holdout.score, s=16, alpha=0.6,
+        ax.scatter(run.holdout.concatenated("y_true").astype(np.float64),
+                   run.holdout.concatenated("score"), s=16, alpha=0.6,
                    color=_colour(i), marker="s" if run.baseline else "o",
-                   label=f"{run.label} (MSE = {run.scores['mse']:.3g}, "
-                         f"R² = {run.scores['r2']:.3g}){suffix}")
+                   label=f"{run.label} (MSE = {run.scores['mse'].text()}, "
+                         f"R² = {run.scores['r2'].text()}){suffix}")
     ax.set(xlim=(low, high), ylim=(low, high), xlabel="true spectral index n",
-           ylabel="predicted spectral index n",
-           title=f"Predicted vs true index on the shared holdout ({len(runs[0].holdout.y_true)} "
-                 "images)")
+           ylabel="predicted spectral index n")
+    ax.set_title(_title(runs, "Predicted vs true index"), fontsize=9)
     ax.set_aspect("equal")
     ax.legend(loc="upper left", fontsize="small")
     return fig
 
 
 def headline_figure(runs: list[ComparedRun], metric: str) -> Figure:
-    """A bar per run of the holdout ``metric`` (``holdout_<m>``); the physics baseline hatched
-    and drawn across as a line."""
+    """A bar per run of the holdout ``metric`` (``holdout_<m>``) with its 95 % interval; the
+    physics baseline hatched and drawn across as a line."""
     name = metric.removeprefix("holdout_")
     direction = metrics.direction(runs[0].task, name)
-    values = np.array([r.scores.get(name, float("nan")) for r in runs], dtype=np.float64)
-    fig = Figure(figsize=(max(5.0, 1.2 * len(runs) + 2.5), 4.5), layout="constrained")
+    nan = Interval(float("nan"), float("nan"), float("nan"))
+    intervals = [r.scores.get(name, nan) for r in runs]
+    values = np.array([i.value for i in intervals], dtype=np.float64)
+    errors = np.nan_to_num(np.clip(np.array([[i.value - i.low, i.high - i.value]
+                                             for i in intervals], dtype=float).T, 0, None))
+    fig = Figure(figsize=(max(5.0, 1.2 * len(runs) + 2.5), 4.8), layout="constrained")
     ax = fig.add_subplot()
     positions = np.arange(len(runs))
     bars = ax.bar(positions, np.nan_to_num(values), color=[_colour(i) for i in range(len(runs))],
-                  edgecolor="black")
+                  edgecolor="black", yerr=errors, capsize=5)
     for bar, run in zip(bars, runs, strict=True):
         if run.baseline:
             bar.set_facecolor("lightgrey")
             bar.set_hatch("//")
     ax.bar_label(bars, labels=["n/a" if np.isnan(v) else f"{v:.3g}" for v in values],
-                 padding=2)
+                 padding=2, label_type="center")
     baselines = [(r, v) for r, v in zip(runs, values, strict=True) if r.baseline]
     for run, value in baselines:
         if np.isfinite(value):
@@ -348,10 +365,13 @@ def headline_figure(runs: list[ComparedRun], metric: str) -> Figure:
     ax.set_xticks(positions, [r.label for r in runs], rotation=20 if len(runs) > 3 else 0,
                   ha="right" if len(runs) > 3 else "center")
     better = "higher" if direction == "maximize" else "lower"
-    title = f"Holdout {name} ({better} is better)"
+    first = runs[0].holdout
+    title = (f"Holdout {name} ({better} is better), 95 % intervals\n"
+             f"{first.n_simulations} simulations, {first.n_images} images")
     if not baselines:
         title += f"\nno physics baseline ({BASELINE_FEATURES} features) among these runs"
-    ax.set(ylabel=f"holdout {name}", title=title)
+    ax.set_title(title, fontsize=9)
+    ax.set(ylabel=f"holdout {name}")
     if runs[0].task == "classify":
         ax.set_ylim(0, 1.12)
     if ax.get_legend_handles_labels()[0]:
@@ -359,9 +379,10 @@ def headline_figure(runs: list[ComparedRun], metric: str) -> Figure:
     return fig
 
 
-def figures(runs: list[ComparedRun], metric: str) -> dict[str, Figure]:
+def figures(runs: list[ComparedRun], metric: str, resamples: int = DEFAULT_RESAMPLES,
+            seed: int = 0) -> dict[str, Figure]:
     """The comparison's figures by file stem."""
-    drawn = {"roc": roc_figure(runs)} if runs[0].task == "classify" else \
+    drawn = {"roc": roc_figure(runs, resamples, seed)} if runs[0].task == "classify" else \
         {"predicted_vs_true": predicted_vs_true_figure(runs)}
     drawn["headline"] = headline_figure(runs, metric)
     return drawn
@@ -396,22 +417,29 @@ def write_figures(drawn: dict[str, Figure], out: Path) -> list[Path]:
 
 
 def summary(runs: list[ComparedRun], metric: str) -> dict[str, Any]:
-    """The compared runs and their holdout scores, as logged in ``comparison/runs.json``."""
+    """The compared runs, their holdout scores with intervals and their paired differences
+    to the first run, as logged in ``comparison/runs.json``."""
     first = runs[0].holdout
+    name = metric.removeprefix("holdout_")
     return {
-        "task": first.task, "metric": metric, "campaign_hash": first.campaign_hash,
-        "split_seed": first.split_seed, "n_images": len(first.y_true),
-        "holdout_simulations": sorted(set(first.simulation.tolist())),
+        "task": first.task, "metric": metric,
+        "holdouts": [{"campaign_hash": p.campaign_hash, "split_seed": p.split_seed,
+                      "simulations": sorted(set(p.simulation.tolist()))} for p in first.parts],
+        "n_images": first.n_images, "n_simulations": first.n_simulations,
         "runs": [{"run_id": r.run_id, "experiment": r.experiment, "label": r.label,
                   "given_as": r.reference, "features": r.features, "estimator": r.estimator,
                   "physics_baseline": r.baseline,
-                  "holdout": {f"holdout_{k}": v for k, v in r.scores.items()}} for r in runs],
+                  "holdout": with_interval(r.scores, "holdout_"),
+                  "minus_first": with_interval(r.difference, "holdout_"),
+                  "verdict": verdict(r.difference[name], metrics.direction(r.task, name))
+                  if r.difference else ""} for r in runs],
     }
 
 
 def log_comparison(name: str, runs: list[ComparedRun], metric: str, files: list[Path]) -> str:
     """One MLflow run (``turbexp.role = comparison``) with the figures under ``comparison/``,
-    the compared runs as params and their holdout metrics; returns its id."""
+    the compared runs as params, their holdout metrics with intervals and the paired
+    differences to the first run (``delta_holdout_<m>.<label>``); returns its id."""
     from mlflow.entities import Metric, Param, RunStatus
     from mlflow.tracking import MlflowClient
 
@@ -420,7 +448,7 @@ def log_comparison(name: str, runs: list[ComparedRun], metric: str, files: list[
     tags = {
         tracking.ROLE: "comparison",
         f"{tracking.TAG}.comparison": name,
-        f"{tracking.TAG}.campaign_hash": first.campaign_hash,
+        f"{tracking.TAG}.campaign_hash": first.parts[0].campaign_hash,
         f"{tracking.TAG}.headline_metric": metric,
         **tracking.process_tags(),
     }
@@ -430,12 +458,20 @@ def log_comparison(name: str, runs: list[ComparedRun], metric: str, files: list[
         baselines = [r.run_id for r in runs if r.baseline]
         params = {"runs": ",".join(r.run_id for r in runs),
                   "experiments": ",".join(r.experiment for r in runs),
-                  "task": first.task, "metric": metric, "split.seed": first.split_seed,
-                  "n_runs": len(runs), "n_images.holdout": len(first.y_true),
+                  "task": first.task, "metric": metric,
+                  "split.seed": ",".join(str(p.split_seed) for p in first.parts),
+                  "n_runs": len(runs), "n_images.holdout": first.n_images,
+                  "n_simulations.holdout": first.n_simulations,
                   "baseline": ",".join(baselines) or "none"}
-        values = {f"holdout_{k}.{r.label}": v for r in runs for k, v in r.scores.items()}
+        values: dict[str, float] = {}
+        for r in runs:
+            for key, value in with_interval(r.scores, "holdout_").items():
+                values[f"{key}.{r.label}"] = value
+            for key, value in with_interval(r.difference, "delta_holdout_").items():
+                values[f"{key}.{r.label}"] = value
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()],
-                         metrics=[Metric(k, float(v), 0, 0) for k, v in values.items()])
+                         metrics=[Metric(k, float(v), 0, 0) for k, v in values.items()
+                                  if np.isfinite(v)])
         for path in files:
             client.log_artifact(run_id, str(path), ARTIFACT_DIR)
     except BaseException:
@@ -445,18 +481,20 @@ def log_comparison(name: str, runs: list[ComparedRun], metric: str, files: list[
     return run_id
 
 
-def compare(references: list[str], *, name: str | None = None,
-            out: Path | None = None) -> Comparison:
-    """Resolve and check the runs, draw and write the figures, log the comparison run."""
+def compare(references: list[str], *, name: str | None = None, out: Path | None = None,
+            resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Comparison:
+    """Resolve and check the runs, score them with intervals and paired differences, draw
+    and write the figures, log the comparison run."""
     if name is not None and (len(name) > MAX_NAME or not NAME.fullmatch(name)):
         raise UserError(f"comparison name {name!r}: use letters, digits, '_', '.' and '-' "
                         f"(starting with a letter or digit, at most {MAX_NAME} characters)")
-    runs = resolve(references)
+    runs = resolve(references, resamples, seed)
     check_same_holdout(runs)
+    runs = with_differences(runs, resamples, seed)
     metric = runs[0].headline_metric
     name = name or default_name(runs)
     out = Path(ARTIFACT_DIR) / name if out is None else out
-    drawn = figures(runs, metric)
+    drawn = figures(runs, metric, resamples, seed)
     files = write_figures(drawn, out)
     table = json.dumps(summary(runs, metric), indent=2).encode()
     atomic_write(out / "runs.json", lambda handle: handle.write(table))

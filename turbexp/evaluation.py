@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from turbexp import metrics
 from turbexp.campaign import PlannedSimulation, plan_campaign, run_campaign
-from turbexp.images import images_from_maps, resize_to
+from turbexp.holdout import Holdout, HoldoutPart
+from turbexp.images import images_from_maps, images_per_simulation, resize_to
 from turbexp.store import SimulationStore
+from turbexp.uncertainty import Interval
 
 if TYPE_CHECKING:
     from turbexp.experiment import ExperimentPlan
@@ -90,6 +91,10 @@ class Probe:
     def metric(self) -> str:
         return self.plan.metric
 
+    @property
+    def images_per_simulation(self) -> int:
+        return images_per_simulation(self.plan.spec.data.images)
+
     def simulations(self, *parts: str) -> list[Simulation]:
         """The experiment's own simulations of the named splits."""
         return [self._load(s) for part in parts for s in self.splits[part]
@@ -100,7 +105,7 @@ class Probe:
 
         With ``run``, missing simulations are made first; without, only those already in
         the cache are returned (e.g. RAMSES runs made elsewhere)."""
-        plan = plan_campaign((self.plan.path.parent / path).resolve())
+        plan = plan_campaign((self.plan.path.parent / path).resolve(), scale=self.plan.scale)
         if run:
             run_campaign(plan, self.store, jobs=self.jobs, show_progress=self.show_progress)
         return [self._load(s) for s in plan.simulations if self.store.has(s.key)]
@@ -142,7 +147,7 @@ class Probe:
     def predict(self, images: np.ndarray, model: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Predictions and scores (class-1 score, or the predicted index) of ``model``
         (default: the experiment's)."""
-        from turbexp.runner import class_scores
+        from turbexp.tuning import class_scores
 
         model = self.model if model is None else model
         y_pred = model.predict(images)
@@ -151,10 +156,16 @@ class Probe:
         return y_pred, class_scores(model[-1], model[:-1].transform(images))
 
     def score(self, simulations: list[Simulation], model: Any = None,
-              **change: float) -> dict[str, float]:
-        """The task's metrics on the images of ``simulations`` (after ``zoom``/``smoothing``)."""
-        images, y, _ = self.dataset(simulations, **change)
-        return metrics.score(self.task, y, *self.predict(images, model))
+              **change: float) -> dict[str, Interval]:
+        """The task's metrics on the images of ``simulations`` (after ``zoom``/``smoothing``),
+        each with its 95 % interval from resampling those simulations (by class for a
+        classification), with the experiment's bootstrap settings."""
+        images, y, owners = self.dataset(simulations, **change)
+        y_pred, score = self.predict(images, model)
+        part = HoldoutPart("", 0, owners, y if self.task == "classify" else np.zeros(len(y)),
+                           np.zeros(len(y)), y, np.asarray(y_pred), score)
+        boot = self.plan.spec.evaluate.bootstrap
+        return Holdout(self.task, [], (part,)).intervals(boot.resamples, boot.seed)
 
     def refit(self, simulations: list[Simulation], **change: float) -> Any:
         """A fresh copy of the experiment's model (same parameters) fitted on the images of

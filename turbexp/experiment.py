@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from turbexp import overrides as changes
 from turbexp.campaign import CampaignPlan, PlannedSimulation, plan_campaign
 from turbexp.errors import UserError, gather
 from turbexp.images import split_simulations
@@ -25,15 +27,23 @@ class ReportPlan:
 
 @dataclass(frozen=True)
 class ExperimentPlan:
-    """A validated experiment, ready to run."""
+    """A validated experiment, ready to run.
+
+    ``features`` and ``estimator`` are None for an experiment that scores another
+    experiment's model (``model: experiment:NAME``). ``overrides`` and ``scale`` are what
+    changed the file's values before validation (``--set``, ``--scale``).
+    """
 
     path: Path
     doc: YamlDocument
     spec: ExperimentSpec
     campaign: CampaignPlan
-    features: ParamPlan
-    estimator: ParamPlan
+    features: ParamPlan | None
+    estimator: ParamPlan | None
     reports: list[ReportPlan]
+    overrides: dict[str, Any] = field(default_factory=dict)
+    scale: str | None = None
+    repeat: int = 0
 
     @property
     def metric(self) -> str:
@@ -50,15 +60,45 @@ class ExperimentPlan:
                              "campaign": self.campaign.content_hash})
 
     @property
+    def data_hash(self) -> str:
+        """Changes when the images, their split or the task change: a model trained on
+        one experiment scores another's holdout only when both share it."""
+        spec = self.spec
+        return content_hash({"campaign": self.campaign.content_hash,
+                             "images": spec.data.images.model_dump(mode="json"),
+                             "split": spec.data.split.model_dump(mode="json"),
+                             "task": spec.task.model_dump(mode="json")})
+
+    @property
     def study_name(self) -> str:
         """The Optuna study: the same for specs that differ only in the number of trials,
-        so asking for more trials continues the study."""
-        spec = self.spec.model_dump(mode="json", exclude={"description": True,
+        repeats, scales or evaluation, so asking for more trials continues the study."""
+        spec = self.spec.model_dump(mode="json", exclude={"description": True, "repeats": True,
+                                                          "scales": True, "evaluate": True,
                                                           "tune": {"trials"}})
         spaces = {plan.section: {k: repr(v) for k, v in sorted(plan.space.items())}
-                  for plan in (self.features, self.estimator)}
+                  for plan in (self.features, self.estimator) if plan is not None}
         identity = [spec, spaces, self.campaign.content_hash]
         return f"{self.spec.name}-{content_hash(identity)[:12]}"
+
+    @property
+    def tuned(self) -> bool:
+        """Whether the experiment has a search space (else one trial of the fixed values)."""
+        return bool((self.features and self.features.space)
+                    or (self.estimator and self.estimator.space))
+
+    def repeated(self, repeat: int) -> ExperimentPlan:
+        """Repeat ``repeat`` (0 is the file as written): campaign, split and tuning seeds
+        each raised by ``repeat``, so the repeats draw independent simulations and splits."""
+        if repeat == 0:
+            return self
+        spec = self.spec
+        seeds = {"data.split.seed": spec.data.split.seed + repeat,
+                 "tune.seed": spec.tune.seed + repeat,
+                 "campaign.seed": self.campaign.spec.seed + repeat, "repeats": 1}
+        plan = plan_experiment(self.path, overrides={**self.overrides, **seeds},
+                               scale=self.scale)
+        return replace(plan, repeat=repeat)
 
     def members(self) -> list[tuple[int, PlannedSimulation, int | float, int]]:
         """(position, simulation, target, stratum) of each simulation the task uses.
@@ -88,45 +128,72 @@ class ExperimentPlan:
         return None
 
 
-def plan_experiment(path: str | Path) -> ExperimentPlan:
-    """Read and validate an experiment file, its campaign and its plugin parameters."""
+def plan_experiment(path: str | Path, *, overrides: dict[str, Any] | None = None,
+                    scale: str | None = None) -> ExperimentPlan:
+    """Read and validate an experiment file, its campaign and its plugin parameters.
+
+    ``scale`` applies the file's scale of that name (and its campaign's); ``overrides``
+    then sets dotted keys (``campaign.``-prefixed ones in the campaign file).
+    """
+    overrides = dict(overrides or {})
     doc = load_yaml(path)
+    own, campaign_overrides = changes.split_campaign(overrides)
+    doc = changes.apply(doc, changes.scale_of(doc, scale), ExperimentSpec,
+                        source=f"{doc.path}: scales.{scale}.")
+    doc = changes.apply(doc, own, ExperimentSpec, source="--set ")
     spec: ExperimentSpec = validate(ExperimentSpec, doc)
     campaign_path = (doc.path.parent / spec.data.campaign).resolve()
     if not campaign_path.is_file():
         raise doc.error(f"campaign file {campaign_path} not found (paths are relative to the "
                         "experiment file)", ("data", "campaign"))
-    campaign = plan_campaign(campaign_path)
-    tune_defaults = spec.tune.defaults and spec.tune.trials > 0
-    features = _plan(doc, "features", spec.features.plugin, spec.features.params, tune_defaults)
-    estimator = _plan(doc, "estimator", spec.estimator.plugin, spec.estimator.params,
-                      tune_defaults)
+    campaign = plan_campaign(campaign_path, overrides=campaign_overrides, scale=scale)
     task = spec.task.kind
     if spec.tune.metric is not None and spec.tune.metric not in METRICS[task]:
         raise doc.error(f"{spec.tune.metric!r} is not a {task} metric; expected one of: "
                         f"{', '.join(METRICS[task])}", ("tune", "metric"))
-    if task not in estimator.plugin.cls.tasks:
-        raise doc.error(f"estimator {estimator.plugin.name!r} does not do {task} tasks",
-                        ("estimator", "plugin"))
-    if spec.tune.trials == 0 and (features.space or estimator.space):
-        raise doc.error("search spaces need tune.trials > 0", ("tune", "trials"))
+    features = estimator = None
+    if spec.model is None:
+        features, estimator = _plan_training(doc, spec)
     reports = []
     for i, ref in enumerate(spec.evaluate.reports):
         loc = ("evaluate", "reports", i)
         plugin = _plugin(doc, "report", ref.plugin, (*loc, "plugin"))
         if task not in plugin.cls.tasks:
             raise doc.error(f"report {ref.plugin!r} does not apply to {task} tasks", loc)
-        wanted = getattr(plugin.cls, "estimators", None)
-        if wanted is not None and estimator.plugin.name not in wanted:
-            raise doc.error(f"report {ref.plugin!r} needs one of the estimators "
-                            f"{', '.join(sorted(wanted))}, not {estimator.plugin.name!r}", loc)
+        if estimator is not None:
+            check_report_estimator(doc, loc, plugin, estimator.plugin.name)
         plan = plan_params(plugin, ref.params, doc=doc, loc=loc, tune_defaults=False)
         if plan.space:
             raise doc.error("report parameters take values, not search spaces", loc)
         reports.append(ReportPlan(plugin, plan.sample(None)))
-    plan = ExperimentPlan(doc.path, doc, spec, campaign, features, estimator, reports)
+    plan = ExperimentPlan(doc.path, doc, spec, campaign, features, estimator, reports,
+                          overrides=overrides, scale=scale)
     _check_task_against_campaign(plan)
     return plan
+
+
+def _plan_training(doc: YamlDocument, spec: ExperimentSpec) -> tuple[ParamPlan, ParamPlan]:
+    assert spec.features is not None and spec.estimator is not None
+    tune_defaults = spec.tune.defaults and spec.tune.trials > 0
+    features = _plan(doc, "features", spec.features.plugin, spec.features.params, tune_defaults)
+    estimator = _plan(doc, "estimator", spec.estimator.plugin, spec.estimator.params,
+                      tune_defaults)
+    task = spec.task.kind
+    if task not in estimator.plugin.cls.tasks:
+        raise doc.error(f"estimator {estimator.plugin.name!r} does not do {task} tasks",
+                        ("estimator", "plugin"))
+    if spec.tune.trials == 0 and (features.space or estimator.space):
+        raise doc.error("search spaces need tune.trials > 0", ("tune", "trials"))
+    return features, estimator
+
+
+def check_report_estimator(doc: YamlDocument, loc: tuple, plugin: PluginInfo,
+                           estimator: str) -> None:
+    """Refuse a report that needs other estimators than ``estimator``."""
+    wanted = getattr(plugin.cls, "estimators", None)
+    if wanted is not None and estimator not in wanted:
+        raise doc.error(f"report {plugin.name!r} needs one of the estimators "
+                        f"{', '.join(sorted(wanted))}, not {estimator!r}", loc)
 
 
 def _plugin(doc: YamlDocument, kind: str, name: str, loc: tuple) -> PluginInfo:
@@ -159,11 +226,50 @@ def _check_task_against_campaign(plan: ExperimentPlan) -> None:
         raise plan.doc.error(str(exc), ("data", "split")) from None
 
 
-def plan_experiments(paths: list[str | Path]) -> list[ExperimentPlan]:
-    """Validate every file, collecting all errors before reporting them."""
-    plans = gather(plan_experiment, paths)
+def plan_experiments(paths: list[str | Path], *, overrides: dict[str, Any] | None = None,
+                     scale: str | None = None) -> list[ExperimentPlan]:
+    """Validate every file, collecting all errors before reporting them; an experiment that
+    scores another's model comes after it, and is checked against it when both are here."""
+    plans = gather(lambda p: plan_experiment(p, overrides=overrides, scale=scale), paths)
     names = [p.spec.name for p in plans]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise UserError(f"experiment names must be unique; repeated: {', '.join(duplicates)}")
-    return plans
+    by_name = {p.spec.name: p for p in plans}
+    gather(lambda p: check_reuse(p, by_name.get(p.spec.reused_experiment or "")), plans)
+    first = [p for p in plans if p.spec.model is None]
+    return first + [p for p in plans if p.spec.model is not None]
+
+
+def check_reuse(plan: ExperimentPlan, source: ExperimentPlan | None) -> None:
+    """An experiment scoring ``source``'s model must use its data and task, so that its
+    holdout is the holdout the model never saw; its reports must suit the estimator."""
+    if plan.spec.model is None or source is None:
+        return
+    if source.spec.model is not None:
+        raise plan.doc.error(f"{source.spec.name!r} itself reuses a model; name the "
+                             "experiment that trained it", ("model",))
+    for what, mine, theirs in reuse_differences(plan, source.campaign.content_hash,
+                                                source.spec):
+        raise plan.doc.error(f"the model of {source.spec.name!r} was trained with {what} "
+                             f"{theirs}, this experiment has {mine}; reusing it needs the "
+                             "same campaign, images, split and task", ("model",))
+    assert source.estimator is not None
+    for i, report in enumerate(plan.reports):
+        check_report_estimator(plan.doc, ("evaluate", "reports", i), report.plugin,
+                               source.estimator.plugin.name)
+
+
+def reuse_differences(plan: ExperimentPlan, campaign_hash: str,
+                      source: ExperimentSpec) -> list[tuple[str, Any, Any]]:
+    """What differs between ``plan``'s data and task and those a model was trained with."""
+    spec = plan.spec
+    found = []
+    if plan.campaign.content_hash != campaign_hash:
+        found.append(("campaign hash", plan.campaign.content_hash[:12], campaign_hash[:12]))
+    for what, mine, theirs in (("images", spec.data.images, source.data.images),
+                               ("split", spec.data.split, source.data.split),
+                               ("task", spec.task, source.task)):
+        if mine != theirs:
+            found.append((what, mine.model_dump(), theirs.model_dump()))
+    return found

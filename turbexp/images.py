@@ -108,6 +108,7 @@ class ImageSet:
     target: np.ndarray  # (n,) class label (int) or index (float)
     split: np.ndarray  # (n,) 0 train, 1 test, 2 holdout
     metadata: dict[int, dict[str, Any]] = field(default_factory=dict)  # simulation -> stored
+    stratum: np.ndarray | None = None  # (n,) the split's stratum: class, or campaign group
 
     def part(self, *names: str) -> np.ndarray:
         """Boolean mask of the images in the named splits."""

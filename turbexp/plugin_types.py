@@ -172,6 +172,9 @@ class ReportContext:
     holdout images (n, H, W), ``model`` the fitted pipeline (features, then
     estimator) and ``metadata`` the stored metadata of each image's simulation.
     ``probe`` scores the model on other maps: other campaigns, zoomed or smoothed maps.
+    ``simulation`` is each image's simulation and ``bootstrap`` the resamples of whole
+    holdout simulations behind every holdout interval
+    (:class:`turbexp.uncertainty.SimulationBootstrap`): a report draws its bands with it.
     """
 
     task: TaskKind
@@ -186,6 +189,8 @@ class ReportContext:
     model: Any = None
     metadata: list[dict[str, Any]] | None = None
     probe: Any = None  # turbexp.evaluation.Probe: the model on other maps and campaigns
+    simulation: np.ndarray | None = None
+    bootstrap: Any = None  # turbexp.uncertainty.SimulationBootstrap over the holdout
 
 
 @dataclass

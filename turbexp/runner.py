@@ -2,55 +2,70 @@
 
 Trials are fitted on the train split and scored on the test split; the best
 configuration is refitted on train + test and scored once on the holdout
-split, which tuning never sees.
+split, which tuning never sees. Every holdout metric is logged with its 95 %
+interval from a bootstrap over holdout simulations (:mod:`turbexp.holdout`).
+
+An experiment with ``repeats: K`` is one parent run with K nested repeat runs,
+each a whole run on its own campaign seed, split seed and tuning seed; the
+parent logs the mean over repeats with its interval and the spread across them.
+An experiment with ``model: experiment:NAME`` trains nothing: it scores that
+experiment's model on the same holdout and renders its own reports.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
+import sys
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
 import mlflow
 import numpy as np
-import optuna
 from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
-from turbexp import metrics, tracking, training
+from turbexp import tracking, training
 from turbexp.campaign import PlannedSimulation, run_campaign
 from turbexp.errors import UserError
 from turbexp.evaluation import Probe
 from turbexp.experiment import ExperimentPlan
+from turbexp.holdout import PREDICTIONS, Holdout, HoldoutPart
 from turbexp.images import ImageSet, images_from_maps, images_per_simulation, split_simulations
-from turbexp.paths import optuna_storage
-from turbexp.plugin_types import PluginParams, ReportContext
-from turbexp.progress import console, progress_bar, step
+from turbexp.plugin_types import ReportContext
+from turbexp.progress import console, step
 from turbexp.store import SimulationStore
+from turbexp.tuning import logged_params, predict, study_progress, tune
+from turbexp.uncertainty import Interval, with_interval
 
 matplotlib.use("Agg")
 
-HOLDOUT_PREDICTIONS = "holdout/predictions.json"
-"""Artifact of every experiment run: per holdout image its simulation (position in the
-campaign), index, target, prediction and score, with the campaign hash and split seed
-that identify the holdout set."""
-
-# errors that fail one trial (a parameter set that does not fit the data) but not the study
-TRIAL_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)
+HOLDOUT_PREDICTIONS = PREDICTIONS
 
 
 @dataclass
 class RunSummary:
+    """The headline numbers of one experiment run."""
+
     experiment: str
     run_id: str
     metric: str
-    holdout: float
-    best_test: float
+    holdout: Interval
+    best_test: float | None  # None when the experiment trained no model of its own
+    trials: int
+    n_simulations: int
+    n_images: int
+    repeats: int = 1
+    spread: float | None = None  # standard deviation of the metric across repeats
+
+
+@dataclass
+class _Outcome:
+    run_id: str
+    holdout: Holdout
+    scores: dict[str, Interval]
+    best_test: float | None
     trials: int
 
 
@@ -66,10 +81,10 @@ def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
         parts = split_simulations([stratum for *_, stratum in members], spec.data.split)
     except ValueError as exc:
         raise plan.doc.error(str(exc), ("data", "split")) from None
-    images, sims, index, target, split = [], [], [], [], []
+    images, sims, index, target, split, strata = [], [], [], [], [], []
     stored_metadata: dict[int, dict[str, Any]] = {}
     missing = 0
-    for (position, sim, y, _), part in zip(members, parts, strict=True):
+    for (position, sim, y, stratum), part in zip(members, parts, strict=True):
         if not store.has(sim.key):
             missing += 1
             continue
@@ -82,6 +97,7 @@ def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
         index.append(np.full(n, sim.request.index))
         target.append(np.full(n, y))
         split.append(np.full(n, part, dtype=np.int8))
+        strata.append(np.full(n, stratum))
     if missing:
         console.print(f"[yellow]warning:[/] {missing} simulation(s) of campaign "
                       f"{plan.campaign.spec.name!r} failed and are left out; "
@@ -90,7 +106,8 @@ def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
         raise UserError(f"no simulation of campaign {plan.campaign.spec.name!r} is available",
                         file=str(plan.path), field="data.campaign")
     data = ImageSet(np.concatenate(images), np.concatenate(sims), np.concatenate(index),
-                    np.concatenate(target), np.concatenate(split), stored_metadata)
+                    np.concatenate(target), np.concatenate(split), stored_metadata,
+                    np.concatenate(strata))
     for name in ("train", "test", "holdout"):
         if not data.part(name).any():
             raise UserError(f"no simulation of the {name} split is available; see the failed "
@@ -98,147 +115,262 @@ def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
     return data
 
 
-def class_scores(model: Any, features: np.ndarray) -> np.ndarray:
-    """Score of class 1: its probability, else the decision value, else the predicted label."""
-    if hasattr(model, "predict_proba"):
-        return model.predict_proba(features)[:, 1]
-    if hasattr(model, "decision_function"):
-        return model.decision_function(features)
-    return np.asarray(model.predict(features), dtype=np.float64)
-
-
-class FeatureCache:
-    """Features per feature-parameter set, fitted on one split and applied to another."""
-
-    def __init__(self, plan: ExperimentPlan, data: ImageSet, size: int = 4) -> None:
-        self.plan, self.data, self.size = plan, data, size
-        self._entries: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-
-    def get(self, params: PluginParams, fit_on: tuple[str, ...],
-            apply_to: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-        key = json.dumps([params.model_dump(mode="json"), fit_on, apply_to], sort_keys=True)
-        if key not in self._entries:
-            transformer = self.plan.features.plugin.create().build(params)
-            fit_images = self.data.images[self.data.part(*fit_on)]
-            fitted = transformer.fit(fit_images, self.data.target[self.data.part(*fit_on)])
-            self._entries[key] = (fitted.transform(fit_images),
-                                  fitted.transform(self.data.images[self.data.part(*apply_to)]))
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-        return self._entries[key]
-
-
-def _logged_params(section: str, params: PluginParams) -> dict[str, Any]:
-    return {f"{section}.{k}": v for k, v in params.model_dump(mode="json").items()}
-
-
 def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int | None = None,
                    show_progress: bool = True) -> RunSummary:
-    """Run one validated experiment end to end; returns its headline numbers."""
-    spec = plan.spec
-    run_campaign(plan.campaign, store, jobs=jobs, show_progress=show_progress)
-    data = build_image_set(plan, store)
-    task, metric, study_name = spec.task.kind, plan.metric, plan.study_name
-    y = data.target
+    """Run one validated experiment end to end (every repeat); returns its headline numbers.
 
+    Interrupted (Ctrl-C, SIGTERM), the runs in progress end KILLED and the terminal says
+    how to resume; the rerun continues the study where it stopped and ends with the same
+    trials, best configuration and holdout numbers as a run never interrupted.
+    """
     experiment_id = tracking.use_experiment()
-    tracking.close_stale_runs(experiment_id, study_name)
-    plugins = [plan.features.plugin, plan.estimator.plugin, plan.campaign.simulator,
-               *(r.plugin for r in plan.reports)]
+    try:
+        if plan.spec.repeats == 1:
+            outcome = _run_once(plan, store, experiment_id, jobs=jobs,
+                                show_progress=show_progress)
+            summary = _summary(plan, outcome)
+        else:
+            summary = _run_repeats(plan, store, experiment_id, jobs=jobs,
+                                   show_progress=show_progress)
+    except KeyboardInterrupt:
+        _say_how_to_resume(plan)
+        raise
+    value = summary.holdout.text(4)
+    spread = "" if summary.spread is None else \
+        f", sd {summary.spread:.2g} over {summary.repeats} repeats"
+    console.print(f"[green]✓[/] {plan.spec.name}: holdout {summary.metric} = {value}{spread} "
+                  f"({summary.n_simulations} holdout simulations, {summary.n_images} images) "
+                  f"run {summary.run_id}", soft_wrap=True)
+    return summary
+
+
+def _say_how_to_resume(plan: ExperimentPlan) -> None:
+    repeats = [plan.repeated(r) for r in range(plan.spec.repeats)] if plan.spec.model is None \
+        else []
+    progress = [study_progress(p) for p in repeats]
+    done = ", ".join(f"{d} of {w} trials" for d, w in progress) or "no trials"
+    command = " ".join(["turbexp", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else \
+        f"turbexp run {plan.path}"
+    console.print(f"[yellow]interrupted:[/] {plan.spec.name} stopped with {done} done; its "
+                  f"MLflow run is marked KILLED. `{command}` resumes it: finished trials are "
+                  "kept and the result is the one an uninterrupted run gives.", soft_wrap=True)
+
+
+def _summary(plan: ExperimentPlan, outcome: _Outcome) -> RunSummary:
+    return RunSummary(plan.spec.name, outcome.run_id, plan.metric, outcome.scores[plan.metric],
+                      outcome.best_test, outcome.trials, outcome.holdout.n_simulations,
+                      outcome.holdout.n_images)
+
+
+def _tags(plan: ExperimentPlan, role: str) -> dict[str, str]:
+    spec = plan.spec
+    plugins = [p.plugin for p in (plan.features, plan.estimator) if p is not None]
+    plugins += [plan.campaign.simulator, *(r.plugin for r in plan.reports)]
     tags = {
-        tracking.ROLE: "experiment",
+        tracking.ROLE: role,
         f"{tracking.TAG}.experiment": spec.name,
         f"{tracking.TAG}.experiment_file": str(plan.path),
-        f"{tracking.TAG}.study": study_name,
+        f"{tracking.TAG}.study": plan.study_name,
         f"{tracking.TAG}.campaign": plan.campaign.spec.name,
         f"{tracking.TAG}.campaign_hash": plan.campaign.content_hash,
+        f"{tracking.TAG}.data_hash": plan.data_hash,
         f"{tracking.TAG}.spec_hash": plan.spec_hash,
         f"{tracking.TAG}.git_commit": tracking.git_commit(plan.path.parent),
         f"{tracking.TAG}.plugins": tracking.plugin_versions(plugins),
-        f"{tracking.TAG}.headline_metric": f"holdout_{metric}",
+        f"{tracking.TAG}.headline_metric": f"holdout_{plan.metric}",
+        f"{tracking.TAG}.scale": plan.scale or "default",
         **tracking.process_tags(),
     }
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with mlflow.start_run(run_name=spec.name, tags=tags) as parent:
-        mlflow.log_text(plan.doc.path.read_text(), "spec/experiment.yaml")
-        mlflow.log_text(plan.campaign.path.read_text(), "spec/campaign.yaml")
-        mlflow.log_params({
-            "task": task,
-            "metric": metric,
-            "campaign": plan.campaign.spec.name,
-            "campaign.preset": plan.campaign.spec.preset,
-            "campaign.grid": plan.campaign.spec.grid,
-            "campaign.time_myr": plan.campaign.spec.physics.time_myr,
-            "images.size": spec.data.images.size,
-            "images.per_simulation": images_per_simulation(spec.data.images),
-            "split.seed": spec.data.split.seed,
-            "n_simulations": len(np.unique(data.simulation)),
-            **{f"n_images.{name}": int(data.part(name).sum())
-               for name in ("train", "test", "holdout")},
-            "features": plan.features.plugin.name,
-            "estimator": plan.estimator.plugin.name,
-        })
+    if plan.overrides:
+        tags[f"{tracking.TAG}.overrides"] = json.dumps(plan.overrides, sort_keys=True)
+    return tags
 
-        best, completed, pruned = _tune(plan, data, show_progress)
-        fparams = plan.features.sample(best)
-        eparams = plan.estimator.sample(best)
-        mlflow.log_params({**_logged_params("features", fparams),
-                           **_logged_params("estimator", eparams)})
-        mlflow.log_metrics({f"best_test_{metric}": best.value,
-                            "trials_completed": completed, "trials_pruned": pruned})
 
+def _log_spec(plan: ExperimentPlan, data: ImageSet | None) -> None:
+    """The files as read, and the parameters that describe the data."""
+    spec = plan.spec
+    mlflow.log_text(plan.doc.path.read_text(), "spec/experiment.yaml")
+    mlflow.log_text(plan.campaign.path.read_text(), "spec/campaign.yaml")
+    mlflow.log_dict(spec.model_dump(mode="json"), "spec/experiment.resolved.json")
+    params: dict[str, Any] = {
+        "task": spec.task.kind,
+        "metric": plan.metric,
+        "campaign": plan.campaign.spec.name,
+        "campaign.preset": plan.campaign.spec.preset,
+        "campaign.grid": plan.campaign.spec.grid,
+        "campaign.seed": plan.campaign.spec.seed,
+        "campaign.time_myr": plan.campaign.spec.physics.time_myr,
+        "images.size": spec.data.images.size,
+        "images.per_simulation": images_per_simulation(spec.data.images),
+        "split.seed": spec.data.split.seed,
+        "tune.seed": spec.tune.seed,
+        "repeats": spec.repeats,
+        "bootstrap.resamples": spec.evaluate.bootstrap.resamples,
+        "bootstrap.seed": spec.evaluate.bootstrap.seed,
+    }
+    if data is not None:
+        params["n_simulations"] = len(np.unique(data.simulation))
+        for name in ("train", "test", "holdout"):
+            mask = data.part(name)
+            params[f"n_images.{name}"] = int(mask.sum())
+            params[f"n_simulations.{name}"] = len(np.unique(data.simulation[mask]))
+    mlflow.log_params(params)
+
+
+def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, *,
+              jobs: int | None, show_progress: bool, nested: bool = False) -> _Outcome:
+    """One whole run of ``plan``: its own parent run, or a nested repeat run."""
+    spec = plan.spec
+    run_campaign(plan.campaign, store, jobs=jobs, show_progress=show_progress)
+    data = build_image_set(plan, store)
+    role = "repeat" if nested else "experiment"
+    tracking.close_stale_runs(experiment_id, plan.study_name)
+    tags = _tags(plan, role)
+    if nested:
+        tags[f"{tracking.TAG}.repeat"] = str(plan.repeat)
+    name = f"{spec.name} repeat {plan.repeat}" if nested else spec.name
+    with tracking.tracked_run(name, tags, nested=nested) as run:
+        if spec.description and not nested:
+            mlflow.set_tag("mlflow.note.content", spec.description)
+        _log_spec(plan, data)
+        best_test: float | None = None
+        trials = 0
+        if spec.model is None:
+            pipeline, best_test, trials = _train(plan, data, experiment_id, role,
+                                                 show_progress)
+        else:
+            pipeline = _reused_model(plan)
         holdout = data.part("holdout")
-        fit = data.part("train", "test")
-        transformer = plan.features.plugin.create().build(fparams)
-        estimator = plan.estimator.plugin.create().build(eparams, task)
-        pipeline = Pipeline([("features", transformer), ("estimator", estimator)])
-        reporter = training.EpochReporter()
-        with step(f"{spec.name}: refitting the best configuration on train + test",
-                  enabled=show_progress), \
-                training.fitting(training.FitContext(reporter, groups=data.simulation[fit],
-                                                     metadata=data.metadata_of(fit))):
-            pipeline.fit(data.images[fit], y[fit])
-        reporter.log_learning_curve()
         x_hold = pipeline.named_steps["features"].transform(data.images[holdout])
-        fitted = pipeline.named_steps["estimator"]
-        y_pred, y_score = _predict(task, fitted, x_hold)
-        holdout_scores = metrics.score(task, y[holdout], y_pred, y_score)
-        mlflow.log_metrics({f"holdout_{k}": v for k, v in holdout_scores.items()})
-        mlflow.log_dict({
-            "task": task,
-            "class_names": list(spec.task.classes or {}),
-            "campaign_hash": plan.campaign.content_hash,
-            "split_seed": spec.data.split.seed,
-            "simulation": data.simulation[holdout].tolist(),
-            "index": data.index[holdout].tolist(),
-            "y_true": y[holdout].tolist(),
-            "y_pred": np.asarray(y_pred).tolist(),
-            "score": np.asarray(y_score, dtype=np.float64).tolist(),
-        }, HOLDOUT_PREDICTIONS)
-
+        y_pred, y_score = predict(spec.task.kind, pipeline.named_steps["estimator"], x_hold)
+        result = Holdout(spec.task.kind, list(spec.task.classes or {}), (HoldoutPart(
+            plan.campaign.content_hash, spec.data.split.seed, data.simulation[holdout],
+            data.stratum[holdout], data.index[holdout], data.target[holdout],
+            np.asarray(y_pred), np.asarray(y_score, dtype=np.float64)),))
+        boot = spec.evaluate.bootstrap
+        scores = result.intervals(boot.resamples, boot.seed)
+        mlflow.log_metrics(_finite(with_interval(scores, "holdout_")))
+        mlflow.log_dict(result.to_dict(), PREDICTIONS)
         context = ReportContext(
-            task=task,
-            class_names=list(spec.task.classes or {}),
-            y_true=y[holdout],
-            y_pred=y_pred,
-            score=y_score,
-            features=np.asarray(x_hold),
-            index=data.index[holdout],
-            seed=spec.tune.seed,
-            images=data.images[holdout],
-            model=pipeline,
-            metadata=data.metadata_of(holdout),
+            task=spec.task.kind, class_names=result.class_names, y_true=data.target[holdout],
+            y_pred=y_pred, score=result.parts[0].score, features=np.asarray(x_hold),
+            index=data.index[holdout], seed=spec.tune.seed, images=data.images[holdout],
+            model=pipeline, metadata=data.metadata_of(holdout),
             probe=Probe(plan, store, pipeline, _splits(plan, data), jobs=jobs,
                         show_progress=show_progress),
-        )
+            simulation=data.simulation[holdout],
+            bootstrap=result.bootstrap(boot.resamples, boot.seed))
         _log_reports(plan, context, show_progress)
-        with step(f"{spec.name}: logging the model", enabled=show_progress):
-            _log_model(plan, pipeline, data.images[holdout][:4])
-        console.print(f"[green]✓[/] {spec.name}: holdout {metric} = "
-                      f"{holdout_scores[metric]:.4g} (best test {best.value:.4g}, "
-                      f"{completed} trials) run {parent.info.run_id}")
-        return RunSummary(spec.name, parent.info.run_id, metric, holdout_scores[metric],
-                          float(best.value), completed)
+        if spec.model is None:
+            with step(f"{spec.name}: logging the model", enabled=show_progress):
+                _log_model(plan, pipeline, data.images[data.part("holdout")][:4])
+            mlflow.set_tag(tracking.MODEL_RUN, run.info.run_id)
+        return _Outcome(run.info.run_id, result, scores, best_test, trials)
+
+
+def _train(plan: ExperimentPlan, data: ImageSet, experiment_id: str, role: str,
+           show_progress: bool) -> tuple[Pipeline, float, int]:
+    """Tune, then refit the best configuration on train + test; the refitted pipeline, the
+    best test value and the number of completed trials."""
+    assert plan.features is not None and plan.estimator is not None
+    spec, metric = plan.spec, plan.metric
+    tuned = tune(plan, data, show_progress)
+    if 0 < tuned.found < tuned.wanted:
+        killed = tracking.killed_runs(experiment_id, plan.study_name, role)
+        mlflow.set_tags({f"{tracking.TAG}.resumed_from_trial": str(tuned.found),
+                         f"{tracking.TAG}.resumes_run": killed[0] if killed else "unknown"})
+        console.print(f"  resumed {spec.name} from trial {tuned.found} of {tuned.wanted}")
+    fparams = plan.features.sample(tuned.best)
+    eparams = plan.estimator.sample(tuned.best)
+    mlflow.log_params({**logged_params("features", fparams),
+                       **logged_params("estimator", eparams),
+                       "features": plan.features.plugin.name,
+                       "estimator": plan.estimator.plugin.name})
+    mlflow.log_metrics({f"best_test_{metric}": tuned.best.value,
+                        "trials_completed": tuned.completed, "trials_pruned": tuned.pruned})
+    fit = data.part("train", "test")
+    transformer = plan.features.plugin.create().build(fparams)
+    estimator = plan.estimator.plugin.create().build(eparams, spec.task.kind)
+    pipeline = Pipeline([("features", transformer), ("estimator", estimator)])
+    reporter = training.EpochReporter()
+    with step(f"{spec.name}: refitting the best configuration on train + test",
+              enabled=show_progress), \
+            training.fitting(training.FitContext(reporter, groups=data.simulation[fit],
+                                                 metadata=data.metadata_of(fit))):
+        pipeline.fit(data.images[fit], data.target[fit])
+    reporter.log_learning_curve()
+    return pipeline, float(tuned.best.value), tuned.completed
+
+
+def _reused_model(plan: ExperimentPlan) -> Any:
+    """The model of the experiment ``model:`` names, checked to have been trained on this
+    experiment's data and task (so its holdout is one the model never saw)."""
+    name = plan.spec.reused_experiment
+    try:
+        source = tracking.model_run(name)
+    except ValueError as exc:
+        raise UserError(str(exc), file=str(plan.path), field="model") from None
+    if source.data.tags.get(f"{tracking.TAG}.data_hash") != plan.data_hash:
+        raise UserError(f"the model of {name!r} (run {source.info.run_id}) was trained on other "
+                        "data: reusing it needs the same campaign, images, split and task",
+                        file=str(plan.path), field="model")
+    uri = f"runs:/{source.info.run_id}/model"
+    try:
+        pipeline = tracking.load_pipeline(uri)
+    except ValueError as exc:
+        raise UserError(str(exc), file=str(plan.path), field="model") from None
+    params = source.data.params
+    mlflow.log_params({"features": params.get("features", "?"),
+                       "estimator": params.get("estimator", "?")})
+    mlflow.set_tags({f"{tracking.TAG}.model_source": uri,
+                     f"{tracking.TAG}.model_source_experiment": name})
+    return pipeline
+
+
+def _run_repeats(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, *,
+                 jobs: int | None, show_progress: bool) -> RunSummary:
+    """One parent run with a nested run per repeat; the parent holds the mean over repeats
+    with its interval (resampling each repeat's holdout simulations) and the spread."""
+    spec, metric = plan.spec, plan.metric
+    tracking.close_stale_runs(experiment_id, plan.study_name)
+    tags = _tags(plan, "experiment")
+    tags[f"{tracking.TAG}.repeats"] = str(spec.repeats)
+    with tracking.tracked_run(spec.name, tags) as parent:
+        if spec.description:
+            mlflow.set_tag("mlflow.note.content", spec.description)
+        _log_spec(plan, None)
+        outcomes = []
+        for r in range(spec.repeats):
+            with step(f"{spec.name}: repeat {r + 1} of {spec.repeats}", enabled=show_progress):
+                outcomes.append(_run_once(plan.repeated(r), store, experiment_id, jobs=jobs,
+                                          show_progress=show_progress, nested=True))
+        combined = Holdout(spec.task.kind, list(spec.task.classes or {}),
+                           tuple(o.holdout.parts[0] for o in outcomes))
+        boot = spec.evaluate.bootstrap
+        scores = combined.intervals(boot.resamples, boot.seed)
+        spreads = {f"holdout_{name}_sd": float(np.std([o.scores[name].value for o in outcomes],
+                                                      ddof=1))
+                   for name in scores}
+        best = [o.best_test for o in outcomes if o.best_test is not None]
+        values = {**with_interval(scores, "holdout_"), **spreads,
+                  "trials_completed": float(sum(o.trials for o in outcomes))}
+        if best:
+            values[f"best_test_{metric}"] = float(np.mean(best))
+        mlflow.log_metrics(_finite(values))
+        mlflow.log_dict(combined.to_dict(), PREDICTIONS)
+        first = outcomes[0].run_id
+        mlflow.set_tag(tracking.MODEL_RUN, first)
+        mlflow.log_params({"features": plan.features.plugin.name if plan.features else "?",
+                           "estimator": plan.estimator.plugin.name if plan.estimator else "?"})
+        return RunSummary(spec.name, parent.info.run_id, metric, scores[metric],
+                          float(np.mean(best)) if best else None,
+                          sum(o.trials for o in outcomes), combined.n_simulations,
+                          combined.n_images, spec.repeats, spreads[f"holdout_{metric}_sd"])
+
+
+def _finite(values: dict[str, float]) -> dict[str, float]:
+    """MLflow stores NaN, but the UI sorts it badly: metrics without a value are left out."""
+    return {k: float(v) for k, v in values.items() if np.isfinite(v)}
 
 
 def _splits(plan: ExperimentPlan, data: ImageSet) -> dict[str, list[PlannedSimulation]]:
@@ -246,142 +378,6 @@ def _splits(plan: ExperimentPlan, data: ImageSet) -> dict[str, list[PlannedSimul
     sims = plan.campaign.simulations
     return {name: [sims[int(p)] for p in np.unique(data.simulation[data.part(name)])]
             for name in ("train", "test", "holdout")}
-
-
-def _tune(plan: ExperimentPlan, data: ImageSet,
-          show_progress: bool) -> tuple[optuna.trial.FrozenTrial, int, int]:
-    """Run the trials still missing from the experiment's study, each a nested MLflow run
-    fitted on train and scored on test; returns the best trial and the numbers of completed
-    and pruned trials.
-
-    An estimator that trains in epochs reports them through :mod:`turbexp.training`: each
-    epoch is logged on the trial's run and scored on test for the study's pruner, and a
-    pruned trial ends as PRUNED; it counts towards ``tune.trials`` like a completed one.
-    """
-    spec, task, metric, study_name = plan.spec, plan.spec.task.kind, plan.metric, plan.study_name
-    cache = FeatureCache(plan, data)
-    y, train, test = data.target, data.part("train"), data.part("test")
-
-    def objective(trial: optuna.Trial) -> float:
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
-        try:
-            fparams = plan.features.sample(trial)
-            eparams = plan.estimator.sample(trial)
-        except TRIAL_ERRORS as exc:
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-            raise
-        with mlflow.start_run(run_name=f"{spec.name} trial {trial.number}", nested=True,
-                              tags={tracking.ROLE: "trial",
-                                    f"{tracking.TAG}.study": study_name,
-                                    f"{tracking.TAG}.experiment": spec.name,
-                                    f"{tracking.TAG}.trial": str(trial.number),
-                                    **tracking.process_tags()}):
-            mlflow.log_params({**_logged_params("features", fparams),
-                               **_logged_params("estimator", eparams)})
-            # each epoch is scored in the study's metric on test, which is the validation data
-            reporter = training.EpochReporter(trial, objective=(
-                f"val_{metric}", lambda m: _score(task, m, x_test, y[test])[metric]))
-            try:
-                x_train, x_test = cache.get(fparams, ("train",), ("test",))
-                model = plan.estimator.plugin.create().build(eparams, task)
-                context = training.FitContext(
-                    reporter, validation=(x_test, y[test]), groups=data.simulation[train],
-                    metadata=data.metadata_of(train), validation_metadata=data.metadata_of(test),
-                    tuning=True)
-                with training.fitting(context):
-                    model.fit(x_train, y[train])
-                scores = _score(task, model, x_test, y[test])
-            except TRIAL_ERRORS as exc:
-                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-                raise
-            except optuna.TrialPruned:
-                mlflow.set_tag(f"{tracking.TAG}.pruned", f"epoch {reporter.epochs}")
-                raise
-            finally:
-                reporter.log_learning_curve()
-            mlflow.log_metrics({f"test_{k}": v for k, v in scores.items()})
-            return scores[metric]
-
-    storage = optuna_storage(spec.tune.storage)
-    study = optuna.create_study(
-        study_name=study_name, storage=storage, load_if_exists=True,
-        direction=plan.direction, sampler=optuna.samplers.TPESampler(seed=spec.tune.seed),
-    )
-    _fail_orphaned_trials(study)
-    worker = f"worker:{socket.gethostname()}:{os.getpid()}"
-    study.set_user_attr(worker, True)
-    wanted = spec.tune.trials if (plan.features.space or plan.estimator.space) else 1
-    done = sum(t.state.is_finished() and _counts(t) for t in study.get_trials(deepcopy=False))
-    failures = 0
-    with progress_bar(f"{spec.name}: trials", total=wanted, completed=min(done, wanted),
-                      enabled=show_progress) as bar:
-        while sum(_counts(t) for t in study.get_trials(deepcopy=False)) < wanted:
-            trial = study.ask()
-            # another worker may have asked at the same moment: the lower numbers win
-            earlier = sum(_counts(t) for t in study.get_trials(deepcopy=False)
-                          if t.number < trial.number)
-            if earlier >= wanted:
-                trial.set_user_attr("surplus", True)
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                break
-            try:
-                value = objective(trial)
-            except TRIAL_ERRORS:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                failures += 1
-            except optuna.TrialPruned:
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            except BaseException:
-                trial.set_user_attr("interrupted", True)
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                raise
-            else:
-                study.tell(trial, value)
-            bar.advance(failed=failures)
-    study.set_user_attr(worker, False)
-    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not completed:
-        errors = sorted({t.user_attrs.get("error", "unknown error") for t in study.trials})
-        raise UserError(f"every trial of {spec.name!r} failed: {'; '.join(errors)}",
-                        file=str(plan.path))
-    n_pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
-    return study.best_trial, len(completed), n_pruned
-
-
-def _counts(trial: optuna.trial.FrozenTrial) -> bool:
-    """Whether a trial counts towards ``tune.trials``: running or finished, but not one a
-    killed process interrupted nor one asked for beyond the budget by a concurrent worker."""
-    return not (trial.user_attrs.get("interrupted") or trial.user_attrs.get("surplus"))
-
-
-def _fail_orphaned_trials(study: optuna.Study) -> None:
-    """Trials left RUNNING by a killed process are marked FAIL and ``interrupted``; they do
-    not count towards the trials asked for, so a rerun makes up for them.
-
-    A trial names its process in its user attributes; one killed before it could is an
-    orphan when no process registered as a worker of the study is still alive.
-    """
-    workers = [key.removeprefix("worker:").rpartition(":")[::2]
-               for key, active in study.user_attrs.items()
-               if key.startswith("worker:") and active]
-    any_worker_alive = any(not tracking.process_gone(host, pid) for host, pid in workers)
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        host, pid = trial.user_attrs.get("host"), trial.user_attrs.get("pid")
-        orphan = tracking.process_gone(host, pid) if host else not any_worker_alive
-        if orphan:
-            study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-
-
-def _predict(task: str, model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions, and the score the metrics rank by (class-1 score, or the prediction)."""
-    y_pred = model.predict(x)
-    return y_pred, class_scores(model, x) if task == "classify" else y_pred
-
-
-def _score(task: str, model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    return metrics.score(task, y, *_predict(task, model, x))
 
 
 def _log_reports(plan: ExperimentPlan, context: ReportContext, show_progress: bool) -> None:
@@ -394,7 +390,7 @@ def _log_reports(plan: ExperimentPlan, context: ReportContext, show_progress: bo
             mlflow.log_figure(figure, f"reports/{name}")
             plt.close(figure)
         if output.metrics:
-            mlflow.log_metrics(output.metrics)
+            mlflow.log_metrics(_finite(output.metrics))
 
 
 def _plugin_types(model: Any) -> list[str]:
@@ -412,6 +408,7 @@ def _plugin_types(model: Any) -> list[str]:
 def _log_model(plan: ExperimentPlan, pipeline: Pipeline, example: np.ndarray) -> None:
     import sklearn
 
+    assert plan.features is not None and plan.estimator is not None
     plugins = (plan.features.plugin, plan.estimator.plugin)
     packages = {p.package: p.version for p in plugins if p.package != "?"}
     extra = sorted({r for p in plugins for r in p.create().requirements()})

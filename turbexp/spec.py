@@ -122,6 +122,8 @@ class CampaignSpec(StrictModel):
     groups: list[GroupSpec] = Field(min_length=1)
     seed: int = Field(0, ge=0)
     executor: ExecutorSpec = ExecutorSpec()
+    scales: dict[Name, dict[str, Any]] = Field(
+        {}, description="named sets of dotted keys to change, chosen by `--scale NAME`")
 
     @model_validator(mode="before")
     @classmethod
@@ -198,9 +200,20 @@ class TuneSpec(StrictModel):
     storage: str | None = Field(None, description="Optuna storage URL")
 
 
+class BootstrapSpec(StrictModel):
+    """The bootstrap over holdout simulations that gives every holdout metric its interval."""
+
+    resamples: int = Field(1000, ge=100, le=100_000)
+    seed: int = Field(0, ge=0)
+
+
 class EvaluateSpec(StrictModel):
     on: Literal["holdout"] = "holdout"
     reports: list[PluginRef] = []
+    bootstrap: BootstrapSpec = BootstrapSpec()
+
+
+MODEL_PATTERN = r"^experiment:[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class ExperimentSpec(StrictModel):
@@ -208,10 +221,35 @@ class ExperimentSpec(StrictModel):
     description: str = ""
     data: DataSpec
     task: TaskSpec
-    features: PluginRef
-    estimator: PluginRef
+    features: PluginRef | None = None
+    estimator: PluginRef | None = None
+    model: Annotated[str, Field(pattern=MODEL_PATTERN)] | None = Field(
+        None, description="experiment:NAME: score the model of that experiment's latest "
+                          "finished run instead of training one (same data and task)")
     tune: TuneSpec = TuneSpec()
     evaluate: EvaluateSpec = EvaluateSpec()
+    repeats: int = Field(1, ge=1, le=1000, description="independent repeats: campaign, split "
+                                                       "and tuning seeds + 0, 1, …")
+    scales: dict[Name, dict[str, Any]] = Field(
+        {}, description="named sets of dotted keys to change, chosen by `--scale NAME`")
+
+    @model_validator(mode="after")
+    def _trains_or_reuses(self) -> ExperimentSpec:
+        if self.model is None:
+            if self.features is None or self.estimator is None:
+                raise ValueError("an experiment needs features and estimator (or model: "
+                                 "experiment:NAME to score another experiment's model)")
+        elif {"features", "estimator", "tune"} & self.model_fields_set:
+            raise ValueError("model: reuses a trained model; leave out features, estimator "
+                             "and tune")
+        elif self.repeats != 1:
+            raise ValueError("model: reuses one trained model; repeats need training")
+        return self
+
+    @property
+    def reused_experiment(self) -> str | None:
+        """The experiment whose model this one scores, if any."""
+        return self.model.removeprefix("experiment:") if self.model else None
 
     @property
     def metric(self) -> str:

@@ -75,20 +75,47 @@ def plugin_versions(plugins: list[Any]) -> str:
                       sort_keys=True)
 
 
-def close_stale_runs(experiment_id: str, study: str) -> int:
-    """Mark as FAILED the runs of ``study`` left RUNNING by a process that no longer exists."""
+@contextmanager
+def tracked_run(run_name: str, tags: dict[str, str], *, nested: bool = False) -> Iterator[Any]:
+    """An MLflow run that ends FINISHED, KILLED when interrupted (Ctrl-C, SIGTERM) or FAILED
+    on any other error."""
+    run = mlflow.start_run(run_name=run_name, tags=tags, nested=nested)
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        raise
+    mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def close_stale_runs(experiment_id: str, study: str) -> list[str]:
+    """Mark as KILLED the runs of ``study`` left RUNNING by a process that no longer exists
+    (killed with SIGKILL, or its machine lost); returns their ids."""
     client = MlflowClient()
     runs = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{TAG}.study` = '{study}' and attributes.status = 'RUNNING'",
     )
-    closed = 0
+    closed = []
     for run in runs:
         tags = run.data.tags
         if process_gone(tags.get(f"{TAG}.host"), tags.get(f"{TAG}.pid")):
-            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
-            closed += 1
+            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+            closed.append(run.info.run_id)
     return closed
+
+
+def killed_runs(experiment_id: str, study: str, role: str) -> list[str]:
+    """Ids of the KILLED runs of ``study`` in role ``role``, newest first."""
+    runs = MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{TAG}.study` = '{study}' and tags.`{ROLE}` = '{role}' "
+                      "and attributes.status = 'KILLED'",
+        order_by=["attributes.start_time DESC"])
+    return [r.info.run_id for r in runs]
 
 
 def process_gone(host: str | None, pid: str | int | None) -> bool:
@@ -127,15 +154,14 @@ def last_runs(names: list[str]) -> dict[str, Any]:
 
 
 EXPERIMENT_URI = "experiment:"
+MODEL_RUN = f"{TAG}.model_run"
+"""Tag of an experiment's parent run: the run holding its model (itself, or the nested run
+of repeat 0 when the experiment is repeated)."""
 
 
-def resolve_model_uri(uri: str) -> str:
-    """``experiment:NAME`` names the model of that experiment's latest finished run; any
-    other URI (``models:/...``, ``runs:/...``) is returned as it is. ``ValueError`` if the
-    experiment has no finished run."""
-    if not uri.startswith(EXPERIMENT_URI):
-        return uri
-    name = uri.removeprefix(EXPERIMENT_URI)
+def model_run(name: str) -> Any:
+    """The run holding the model of experiment ``name``'s latest finished parent run;
+    ``ValueError`` if the experiment has no finished run."""
     client = MlflowClient()
     experiment = client.get_experiment_by_name(mlflow_experiment_name())
     runs = [] if experiment is None else client.search_runs(
@@ -146,4 +172,25 @@ def resolve_model_uri(uri: str) -> str:
     if not runs:
         raise ValueError(f"experiment {name!r} has no finished run to take its model from; "
                          "run it first")
-    return f"runs:/{runs[0].info.run_id}/model"
+    holder = runs[0].data.tags.get(MODEL_RUN, runs[0].info.run_id)
+    return runs[0] if holder == runs[0].info.run_id else client.get_run(holder)
+
+
+def resolve_model_uri(uri: str) -> str:
+    """``experiment:NAME`` names the model of that experiment's latest finished run; any
+    other URI (``models:/...``, ``runs:/...``) is returned as it is. ``ValueError`` if the
+    experiment has no finished run."""
+    if not uri.startswith(EXPERIMENT_URI):
+        return uri
+    return f"runs:/{model_run(uri.removeprefix(EXPERIMENT_URI)).info.run_id}/model"
+
+
+def load_pipeline(uri: str) -> Any:
+    """The fitted scikit-learn pipeline logged at ``uri`` (skops format); ``ValueError``
+    when there is none to load."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.sklearn.load_model(uri)
+    except (MlflowException, OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"cannot load the model at {uri!r}: {exc}") from None

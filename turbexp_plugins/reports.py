@@ -14,13 +14,14 @@ from pydantic import Field
 from sklearn import metrics as skm
 from sklearn.preprocessing import StandardScaler
 
-from turbexp import hookimpl
+from turbexp import hookimpl, metrics
 from turbexp.plugin_types import (
     PluginParams,
     Report,
     ReportContext,
     ReportOutput,
 )
+from turbexp.uncertainty import with_interval
 
 KOLMOGOROV_INDEX = 11 / 3
 BURGERS_INDEX = 4.0
@@ -30,6 +31,20 @@ REFERENCE_INDICES = {"Kolmogorov (11/3)": KOLMOGOROV_INDEX, "Burgers (4)": BURGE
 def _class_name(context: ReportContext, label: int) -> str:
     names = context.class_names
     return names[label] if 0 <= label < len(names) else f"class {label}"
+
+
+def _sizes(context: ReportContext) -> str:
+    """What a figure rests on: ``"holdout: 12 simulations, 576 images"``."""
+    n_images = len(np.asarray(context.y_true).ravel())
+    if context.simulation is None:
+        return f"holdout: {n_images} images"
+    return f"holdout: {len(np.unique(context.simulation))} simulations, {n_images} images"
+
+
+def _band_note(context: ReportContext) -> str:
+    boot = context.bootstrap
+    return "" if boot is None else \
+        f"; 95 % band from {boot.resamples} resamples of whole simulations"
 
 
 class Roc(Report):
@@ -43,7 +58,7 @@ class Roc(Report):
         self.validated(params)
         positive = np.asarray(context.y_true).ravel() == 1
         score = np.asarray(context.score, dtype=np.float64).ravel()
-        fig = Figure(figsize=(5, 5), layout="constrained")
+        fig = Figure(figsize=(5, 5.3), layout="constrained")
         ax = fig.add_subplot()
         ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
         positive_name = _class_name(context, 1)
@@ -51,15 +66,23 @@ class Roc(Report):
             ax.text(0.5, 0.5, "ROC undefined:\nonly one class present", ha="center", va="center")
         else:
             fpr, tpr, _ = skm.roc_curve(positive, score)
-            auc = float(skm.auc(fpr, tpr))
-            ax.plot(fpr, tpr, color="C0", linewidth=2, label=f"{positive_name} (AUC = {auc:.3f})")
+            auc = f"{metrics.roc_auc(positive, score):.3f}"
+            if context.bootstrap is not None:
+                low, high = context.bootstrap.band(
+                    lambda i: metrics.roc_tpr(positive[i], score[i]))
+                ax.fill_between(metrics.FPR_GRID, low, high, color="C0", alpha=0.2,
+                                step=None, label="95 % band")
+                auc = context.bootstrap.intervals(
+                    lambda i: {"auc": metrics.roc_auc(positive[i], score[i])})["auc"].text()
+            ax.plot(fpr, tpr, color="C0", linewidth=2, label=f"{positive_name} (AUC = {auc})")
         ax.set(
             xlim=(0, 1),
             ylim=(0, 1.01),
             xlabel="False positive rate",
             ylabel="True positive rate",
-            title=f"ROC curve, positive class: {positive_name}",
         )
+        ax.set_title(f"ROC curve, positive class: {positive_name}\n{_sizes(context)}"
+                     f"{_band_note(context)}", fontsize=9)
         ax.set_aspect("equal")
         ax.legend(loc="lower right")
         return ReportOutput(figures={"roc.png": fig})
@@ -104,7 +127,8 @@ class ConfusionMatrix(Report):
                 ax.text(j, i, text[i][j], ha="center", va="center", color=colour)
         ax.set_xticks(labels, names)
         ax.set_yticks(labels, names)
-        ax.set(xlabel="Predicted class", ylabel="True class", title="Confusion matrix")
+        ax.set(xlabel="Predicted class", ylabel="True class")
+        ax.set_title(f"Confusion matrix\n{_sizes(context)}", fontsize=9)
         return ReportOutput(figures={"confusion_matrix.png": fig})
 
 
@@ -163,11 +187,9 @@ class Tsne(Report):
             index = np.asarray(context.index, dtype=np.float64).ravel()
             dots = ax.scatter(points[:, 0], points[:, 1], s=14, c=index, cmap="viridis")
             fig.colorbar(dots, ax=ax, label="spectral index n")
-        ax.set(
-            xlabel="t-SNE 1",
-            ylabel="t-SNE 2",
-            title=f"t-SNE of standardised features (perplexity {perplexity:.3g})",
-        )
+        ax.set(xlabel="t-SNE 1", ylabel="t-SNE 2")
+        ax.set_title(f"t-SNE of standardised features (perplexity {perplexity:.3g})\n"
+                     f"{_sizes(context)}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
         kl = float(getattr(embedding, "kl_divergence", float("nan")))
@@ -175,7 +197,8 @@ class Tsne(Report):
 
 
 class PredictedVsTrue(Report):
-    """Scatter of the predicted against the true spectral index."""
+    """The predicted against the true spectral index: each simulation's mean prediction with
+    the spread of its images, and a straight-line fit with its 95 % band."""
 
     name: ClassVar[str] = "predicted_vs_true"
     description: ClassVar[str] = "predicted versus true spectral index (regression)"
@@ -185,7 +208,7 @@ class PredictedVsTrue(Report):
         self.validated(params)
         truth = np.asarray(context.y_true, dtype=np.float64).ravel()
         predicted = np.asarray(context.score, dtype=np.float64).ravel()
-        fig = Figure(figsize=(5.5, 5), layout="constrained")
+        fig = Figure(figsize=(5.5, 5.3), layout="constrained")
         ax = fig.add_subplot()
         values = np.concatenate([truth, predicted, list(REFERENCE_INDICES.values())])
         low, high = float(values.min()), float(values.max())
@@ -196,17 +219,40 @@ class PredictedVsTrue(Report):
             ax.axvline(index, color=colour, alpha=0.35, linestyle=":", label=label)
             ax.axhline(index, color=colour, alpha=0.35, linestyle=":")
         ax.plot([low, high], [low, high], color="grey", linestyle="--", label="predicted = true")
-        ax.scatter(truth, predicted, s=16, alpha=0.7, color="C0", label="images")
+        out: dict[str, float] = {}
+        if context.simulation is None:
+            ax.scatter(truth, predicted, s=16, alpha=0.7, color="C0", label="images")
+        else:
+            owners = np.asarray(context.simulation).ravel()
+            sims = np.unique(owners)
+            means = np.array([predicted[owners == k].mean() for k in sims])
+            spread = np.array([predicted[owners == k].std() for k in sims])
+            ax.errorbar([truth[owners == k][0] for k in sims], means, yerr=spread, fmt="o",
+                        color="C0", markersize=4, capsize=2, alpha=0.8,
+                        label="one simulation: mean ± sd of its images")
+        if context.bootstrap is not None and np.ptp(truth) > 0:
+            grid = np.linspace(low, high, 50)
+            line = context.bootstrap.intervals(lambda i: metrics.linear_fit(truth[i],
+                                                                             predicted[i]))
+            band_low, band_high = context.bootstrap.band(
+                lambda i: np.polyval(np.polyfit(truth[i], predicted[i], 1), grid)
+                if np.ptp(truth[i]) > 0 else np.full(len(grid), np.nan))
+            ax.fill_between(grid, band_low, band_high, color="C0", alpha=0.2, label="95 % band")
+            ax.plot(grid, line["slope"].value * grid + line["intercept"].value, color="C0",
+                    label=f"fit: slope {line['slope'].text()}, bias {line['bias'].text()}")
+            out = with_interval({"slope": line["slope"], "bias": line["bias"]},
+                                "holdout_fit_")
         ax.set(
             xlim=(low, high),
             ylim=(low, high),
             xlabel="true spectral index n",
             ylabel="predicted spectral index n",
-            title="Predicted vs true spectral index",
         )
+        ax.set_title(f"Predicted vs true spectral index\n{_sizes(context)}{_band_note(context)}",
+                     fontsize=9)
         ax.set_aspect("equal")
-        ax.legend(loc="upper left")
-        return ReportOutput(figures={"predicted_vs_true.png": fig})
+        ax.legend(loc="upper left", fontsize=7)
+        return ReportOutput(figures={"predicted_vs_true.png": fig}, metrics=out)
 
 
 @hookimpl

@@ -13,6 +13,7 @@ are ``<what>_<value>_<metric>`` with the experiment's metric names.
 
 from __future__ import annotations
 
+import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -23,6 +24,7 @@ from turbexp import hookimpl
 from turbexp.evaluation import Probe, Simulation, probe_of
 from turbexp.hookspecs import Register
 from turbexp.plugin_types import PluginParams, Report, ReportContext, ReportOutput
+from turbexp.uncertainty import Interval, SimulationBootstrap, with_interval
 
 
 def _label(value: float) -> str:
@@ -35,9 +37,21 @@ def _grid(simulations: list[Simulation]) -> int:
 
 
 def _metric_axis(ax, probe: Probe) -> None:
-    ax.set_ylabel(f"holdout {probe.metric}")
+    ax.set_ylabel(f"holdout {probe.metric} (95 % interval)")
     if probe.metric in ("roc_auc", "accuracy"):
         ax.axhline(0.5, color="grey", linestyle=":", label="chance")
+
+
+def _errors(intervals: list[Interval]) -> np.ndarray:
+    """Matplotlib's (2, n) error-bar lengths below and above each value (0 where unknown)."""
+    values = np.array([[i.value - i.low, i.high - i.value] for i in intervals], dtype=float).T
+    return np.nan_to_num(np.clip(values, 0, None))
+
+
+def _sizes(simulations: list[Simulation], probe: Probe) -> str:
+    """``"12 simulations, 144 images"``: what a figure's numbers rest on."""
+    kept = [s for s in simulations if probe.target(s.index) is not None]
+    return f"{len(kept)} simulations, {len(kept) * probe.images_per_simulation} images"
 
 
 # --- index response -------------------------------------------------------------------
@@ -69,36 +83,63 @@ class IndexResponse(Report):
         n, f = np.asarray(indices)[order], np.asarray(fractions)[order]
         name = context.class_names[1] if len(context.class_names) > 1 else "class 1"
         classes = probe.plan.spec.task.classes or {}
-        midpoint, width = _logistic_fit(n, f)
+        boot = probe.plan.spec.evaluate.bootstrap
+        # one entry per simulation: the resamples draw whole simulations
+        resampled = SimulationBootstrap(np.arange(len(n)), resamples=boot.resamples,
+                                        seed=boot.seed)
+        fitted = resampled.intervals(lambda i: _response_values(n[i], f[i]))
 
-        fig = Figure(figsize=(6, 4), layout="constrained")
+        fig = Figure(figsize=(6, 4.2), layout="constrained")
         ax = fig.add_subplot()
         ax.scatter(n, f, s=18, color="C0", label="one simulation")
+        midpoint, width = fitted["midpoint"].value, fitted["width"].value
         if np.isfinite(midpoint):
             grid = np.linspace(n.min(), n.max(), 200)
-            ax.plot(grid, 1 / (1 + np.exp(-(grid - midpoint) / width)), color="C0",
-                    label=f"logistic fit, P = 0.5 at n = {midpoint:.3f}")
+            low, high = resampled.band(lambda i: _logistic_curve(grid, n[i], f[i]))
+            ax.fill_between(grid, low, high, color="C0", alpha=0.2, label="95 % band")
+            ax.plot(grid, _logistic(grid, midpoint, width), color="C0",
+                    label=f"logistic fit, P = 0.5 at n = {fitted['midpoint'].text()}")
         for i, (label, value) in enumerate(classes.items()):
             ax.axvline(value, color=f"C{i + 1}", linestyle="--", label=f"{label} (n = {value:.4g})")
         ax.set_xlabel("spectral index n")
         ax.set_ylabel(f"P({name}): fraction of images classified {name}")
+        ax.set_title(f"{len(n)} simulations, {len(n) * probe.images_per_simulation} images; "
+                     f"bands from {boot.resamples} resamples of simulations", fontsize=9)
         ax.set_ylim(-0.05, 1.05)
         ax.legend(fontsize=8)
-        metrics = {"index_response_spearman": _spearman(n, f)}
+        metrics = with_interval({"spearman": fitted["spearman"]}, "index_response_")
         if np.isfinite(midpoint):
-            metrics |= {"index_response_midpoint": midpoint, "index_response_width": width}
+            metrics |= with_interval({"midpoint": fitted["midpoint"],
+                                      "width": fitted["width"]}, "index_response_")
         return ReportOutput(figures={"index_response.png": fig}, metrics=metrics)
+
+
+def _logistic(x: np.ndarray, midpoint: float, width: float) -> np.ndarray:
+    return 1 / (1 + np.exp(-(x - midpoint) / width))
+
+
+def _response_values(n: np.ndarray, f: np.ndarray) -> dict[str, float]:
+    midpoint, width = _logistic_fit(n, f)
+    return {"midpoint": midpoint, "width": width, "spearman": _spearman(n, f)}
+
+
+def _logistic_curve(grid: np.ndarray, n: np.ndarray, f: np.ndarray) -> np.ndarray:
+    midpoint, width = _logistic_fit(n, f)
+    return _logistic(grid, midpoint, width) if np.isfinite(midpoint) else \
+        np.full(len(grid), np.nan)
 
 
 def _logistic_fit(n: np.ndarray, f: np.ndarray) -> tuple[float, float]:
     """Midpoint and width of a logistic curve through (n, f); NaN when it does not fit."""
-    from scipy.optimize import curve_fit
+    from scipy.optimize import OptimizeWarning, curve_fit
 
     if len(n) < 4 or np.ptp(f) == 0:
         return float("nan"), float("nan")
     try:
-        (mid, width), _ = curve_fit(lambda x, m, w: 1 / (1 + np.exp(-(x - m) / w)), n, f,
-                                    p0=(float(np.median(n)), 0.1), maxfev=5000)
+        with np.errstate(over="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)
+            (mid, width), _ = curve_fit(_logistic, n, f, p0=(float(np.median(n)), 0.1),
+                                        maxfev=5000)
     except (RuntimeError, ValueError):
         return float("nan"), float("nan")
     if not (n.min() - 1 <= mid <= n.max() + 1) or not np.isfinite(width):
@@ -109,7 +150,7 @@ def _logistic_fit(n: np.ndarray, f: np.ndarray) -> tuple[float, float]:
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
-    if np.ptp(y) == 0 or np.ptp(x) == 0:
+    if len(x) < 3 or np.ptp(y) == 0 or np.ptp(x) == 0:
         return float("nan")
     return float(spearmanr(x, y).statistic)
 
@@ -140,14 +181,17 @@ class ZoomInvariance(Report):
         values = [probe.score(holdout, zoom=f)[probe.metric] for f in p.factors]
         fig = Figure(figsize=(5, 4), layout="constrained")
         ax = fig.add_subplot()
-        ax.plot(p.factors, values, marker="o")
+        ax.errorbar(p.factors, [v.value for v in values], yerr=_errors(values), marker="o",
+                    capsize=3)
         ax.set_xscale("log")
         ax.set_xticks(p.factors, [_label(f) for f in p.factors])
         ax.set_xlabel("zoom factor (> 1: closer)")
+        ax.set_title(f"holdout: {_sizes(holdout, probe)}", fontsize=9)
         _metric_axis(ax, probe)
         ax.legend(fontsize=8)
-        metrics = {f"zoom_{_label(f)}_{probe.metric}": v
-                   for f, v in zip(p.factors, values, strict=True)}
+        metrics = {}
+        for f, v in zip(p.factors, values, strict=True):
+            metrics |= with_interval({f"zoom_{_label(f)}_{probe.metric}": v})
         return ReportOutput(figures={"zoom_invariance.png": fig}, metrics=metrics)
 
 
@@ -188,16 +232,19 @@ class ResolutionRobustness(Report):
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         p = self.validated(params)
         probe = probe_of(context)
-        scores = {name: probe.score(sims)[probe.metric]
-                  for name, sims in _test_sets(probe, p).items()}
+        sets = _test_sets(probe, p)
+        scores = {name: probe.score(sims)[probe.metric] for name, sims in sets.items()}
         fig = Figure(figsize=(5, 4), layout="constrained")
         ax = fig.add_subplot()
         names = list(scores)
-        ax.bar(range(len(names)), [scores[n] for n in names], color="C0")
-        ax.set_xticks(range(len(names)), names)
+        ax.bar(range(len(names)), [scores[n].value for n in names], color="C0",
+               yerr=_errors([scores[n] for n in names]), capsize=4)
+        ax.set_xticks(range(len(names)),
+                      [f"{n}\n({len(sets[n])} sims)" for n in names])
         ax.set_xlabel(f"test maps (trained on grid {probe.plan.campaign.spec.grid})")
         _metric_axis(ax, probe)
-        metrics = {f"resolution_{name}_{probe.metric}": v for name, v in scores.items()}
+        metrics = with_interval({f"resolution_{name}_{probe.metric}": v
+                                 for name, v in scores.items()})
         return ReportOutput(figures={"resolution_robustness.png": fig}, metrics=metrics)
 
 
@@ -227,7 +274,7 @@ class Smoothing(Report):
         probe = probe_of(context)
         sets = _test_sets(probe, p)
         training = probe.simulations("train", "test")
-        table: dict[str, list[float]] = {name: [] for name in sets}
+        table: dict[str, list[Interval]] = {name: [] for name in sets}
         metrics: dict[str, float] = {}
         spreads = []
         for scale in p.scales:
@@ -236,8 +283,9 @@ class Smoothing(Report):
             for name, sims in sets.items():
                 value = probe.score(sims, model, smoothing=scale)[probe.metric]
                 table[name].append(value)
-                values.append(value)
-                metrics[f"smoothing_{_label(scale)}_{name}_{probe.metric}"] = value
+                values.append(value.value)
+                metrics |= with_interval({f"smoothing_{_label(scale)}_{name}_{probe.metric}":
+                                          value})
             spreads.append(float(np.ptp(values)))
             metrics[f"smoothing_{_label(scale)}_spread_{probe.metric}"] = spreads[-1]
         if len(sets) > 1:
@@ -245,7 +293,8 @@ class Smoothing(Report):
         fig = Figure(figsize=(5, 4), layout="constrained")
         ax = fig.add_subplot()
         for name, values in table.items():
-            ax.plot(p.scales, values, marker="o", label=name)
+            ax.errorbar(p.scales, [v.value for v in values], yerr=_errors(values), marker="o",
+                        capsize=3, label=f"{name} ({len(sets[name])} sims)")
         ax.set_xlabel("Gaussian smoothing σ (fraction of the box side)")
         _metric_axis(ax, probe)
         ax.legend(fontsize=8)

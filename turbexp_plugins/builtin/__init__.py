@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -55,6 +56,7 @@ class BuiltinSimulator(Simulator):
         physics = request.physics
         velocity = velocity_field(request.grid, request.index, physics.mach, request.seed)
         t_end = time_code(physics)
+        started = time.perf_counter()
         state, steps = solver.evolve(
             solver.initial_state(velocity),
             t_end,
@@ -64,6 +66,7 @@ class BuiltinSimulator(Simulator):
             density_floor=p.density_floor,
             device=device,
         )
+        wall = time.perf_counter() - started
         return SimulationResult(
             column_density=column_density(state[0], physics),
             metadata={
@@ -74,6 +77,8 @@ class BuiltinSimulator(Simulator):
                 "cfl": p.cfl,
                 "steps": steps,
                 "device": device,
+                "wall_s": round(wall, 4),  # the solver alone: for cost estimates
+
                 "time_myr": time_myr(t_end, physics),
             },
         )
