@@ -45,7 +45,8 @@ def test_interval_covers_the_true_auc_at_the_nominal_rate() -> None:
         simulation, label, score = _synthetic(rng, 20, 12, separation, noise)
         boot = SimulationBootstrap(simulation, label, resamples=500,
                                    seed=int(rng.integers(2**31)))
-        auc = boot.intervals(lambda i: {"auc": metrics.roc_auc(label[i], score[i])})["auc"]
+        auc = boot.intervals(lambda i, y=label, s=score: {"auc": metrics.roc_auc(y[i], s[i])})[
+            "auc"]
         covered += auc.low <= truth <= auc.high
         widths.append(auc.high - auc.low)
     assert abs(covered / draws - 0.95) <= 0.04, covered / draws
@@ -59,7 +60,7 @@ def test_images_of_a_simulation_are_resampled_together_within_strata() -> None:
     boot = SimulationBootstrap(simulation, stratum, resamples=50, seed=1)
     for indices in boot.draws():
         drawn = simulation[indices]
-        values, counts = np.unique(drawn, return_counts=True)
+        _, counts = np.unique(drawn, return_counts=True)
         assert np.all(counts % 4 == 0)  # whole simulations, each as often as it was drawn
         assert np.sum(stratum[indices] == 0) == 3 * 4 and np.sum(stratum[indices] == 1) == 4 * 4
     # the same simulations, strata, resamples and seed give the same draws

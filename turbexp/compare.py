@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -172,7 +169,7 @@ def _load(client: Any, run: Any, reference: str, resamples: int, seed: int) -> C
         raise UserError(f"run {run_id} of {experiment!r} has no {HOLDOUT_PREDICTIONS}, so "
                         "its holdout cannot be drawn; run the experiment again to compare it")
     try:
-        with _no_download_bar():
+        with tracking.no_download_bar():
             data = mlflow.artifacts.load_dict(f"runs:/{run_id}/{HOLDOUT_PREDICTIONS}")
         holdout = Holdout.from_dict(data)
     except (KeyError, TypeError, ValueError, OSError) as exc:
@@ -185,20 +182,6 @@ def _load(client: Any, run: Any, reference: str, resamples: int, seed: int) -> C
         features=params.get("features", "?"), estimator=params.get("estimator", "?"),
         headline_metric=tags.get(f"{tracking.TAG}.headline_metric", f"holdout_{metric}"),
         holdout=holdout, scores=scores)
-
-
-@contextmanager
-def _no_download_bar() -> Iterator[None]:
-    """MLflow's download progress bar off, unless the user chose otherwise."""
-    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    if key in os.environ:
-        yield
-        return
-    os.environ[key] = "false"
-    try:
-        yield
-    finally:
-        os.environ.pop(key, None)
 
 
 def _labelled(runs: list[ComparedRun]) -> list[ComparedRun]:

@@ -176,8 +176,9 @@ def _epochs(plan: ExperimentPlan) -> int:
 
 
 def _report_campaigns(plan: ExperimentPlan) -> list[CampaignPlan]:
-    """The campaigns the reports name (parameters called ``campaign`` or ``campaigns``, at
-    any depth), planned at the experiment's scale."""
+    """The campaigns the reports make (parameters called ``campaign`` or ``campaigns``, at
+    any depth), planned at the experiment's scale; ``cached`` campaigns are only read from
+    the cache, never made, so they cost nothing here."""
     found = []
     for report in plan.reports:
         for path in _campaign_params(report.params):
@@ -192,7 +193,7 @@ def _campaign_params(params: BaseModel) -> list[str]:
     for name, value in params:
         if isinstance(value, BaseModel):
             paths += _campaign_params(value)
-        elif name in ("campaign", "campaigns", "cached"):
+        elif name in ("campaign", "campaigns"):
             paths += [value] if isinstance(value, str) else [v for v in value
                                                                if isinstance(v, str)]
     return paths
@@ -214,10 +215,11 @@ def render(costs: list[Cost], console: Any, rates: Rates | None = None) -> None:
     """The plan as a table with a total row, and where the rates come from."""
     rates = rates or measured_rates()
     cnn_rate, cnn_source = CNN_PIXELS_PER_S["cpu"]
-    table = Table(title="turbexp run --dry-run: nothing was run or written")
-    for column in ("experiment", "repeats", "simulations (to make)", "cell updates to make",
+    table = Table(title="turbexp run --dry-run: nothing was run or written (times estimated "
+                        "from the rates below; a simulation is counted where first needed)")
+    for column in ("experiment", "repeats", "sims (to make)", "cell updates",
                    "images train/test/holdout", "trials", "image epochs",
-                   "simulating here", "simulating on a GPU", "training here"):
+                   "sims here", "sims on GPU", "training here"):
         table.add_column(column)
     total_here = total_gpu = total_train = 0.0
     for c in costs:

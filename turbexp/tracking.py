@@ -185,12 +185,27 @@ def resolve_model_uri(uri: str) -> str:
     return f"runs:/{model_run(uri.removeprefix(EXPERIMENT_URI)).info.run_id}/model"
 
 
+@contextmanager
+def no_download_bar() -> Iterator[None]:
+    """MLflow's download progress bar off, unless the user chose otherwise."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    if key in os.environ:
+        yield
+        return
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
+
+
 def load_pipeline(uri: str) -> Any:
     """The fitted scikit-learn pipeline logged at ``uri`` (skops format); ``ValueError``
     when there is none to load."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return mlflow.sklearn.load_model(uri)
+        with no_download_bar():
+            return mlflow.sklearn.load_model(uri)
     except (MlflowException, OSError, ValueError, TypeError) as exc:
         raise ValueError(f"cannot load the model at {uri!r}: {exc}") from None

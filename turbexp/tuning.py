@@ -216,6 +216,7 @@ def tune(plan: ExperimentPlan, data: ImageSet, show_progress: bool) -> Tuned:
             mlflow.log_metrics({f"test_{k}": v for k, v in scores.items()})
             return scores[metric]
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=study_name, storage=optuna_storage(spec.tune.storage), load_if_exists=True,
         direction=plan.direction, sampler=TrialSeededSampler(spec.tune.seed),

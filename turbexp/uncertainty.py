@@ -24,6 +24,8 @@ from scipy.stats import norm
 LEVEL = 0.95
 LOW, HIGH = "_ci95_low", "_ci95_high"
 DEFAULT_RESAMPLES = 1000
+MIN_PER_STRATUM = 2
+"""Fewer simulations than this in a stratum leave the interval undefined (NaN)."""
 
 Statistic = Callable[[np.ndarray], dict[str, float]]
 """Image indices -> named values (every metric at once)."""
@@ -70,7 +72,8 @@ class SimulationBootstrap:
     simulation lies in one stratum). Each resample draws, in every stratum, as many
     simulations as it has, with replacement. The draws depend only on the images'
     simulations and strata, ``resamples`` and ``seed``: two runs scored on the same
-    holdout get the same draws.
+    holdout get the same draws. With a single simulation in some stratum nothing can vary
+    and every interval is undefined (NaN).
     """
 
     def __init__(self, simulation: np.ndarray, stratum: np.ndarray | None = None, *,
@@ -97,6 +100,8 @@ class SimulationBootstrap:
             cluster_stratum[i] = values.pop()
         groups = [np.flatnonzero(cluster_stratum == s)
                   for s in sorted(set(cluster_stratum.tolist()), key=str)]
+        # one simulation in a stratum is drawn every time: no spread to measure
+        self.defined = min(len(g) for g in groups) >= MIN_PER_STRATUM
         rng = np.random.default_rng(seed)
         # (resamples, n_simulations): the clusters drawn by each resample, stratum by stratum
         self._picks = np.concatenate(
@@ -121,6 +126,9 @@ class SimulationBootstrap:
         """BCa intervals of every value ``statistic`` returns."""
         point = statistic(np.arange(self.n_images))
         names = list(point)
+        if not self.defined:
+            nan = float("nan")
+            return {name: Interval(float(point[name]), nan, nan) for name in names}
         boot = _table(names, (statistic(i) for i in self.draws()))
         jack = _table(names, (statistic(i) for i in self.jackknife())) \
             if self.n_simulations > 2 else np.full((0, len(names)), np.nan)
@@ -128,7 +136,11 @@ class SimulationBootstrap:
                 for k, name in enumerate(names)}
 
     def band(self, curve: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Pointwise 95 % percentile band of a curve evaluated on every resample."""
+        """Pointwise 95 % percentile band of a curve evaluated on every resample (NaN when
+        the resamples cannot vary)."""
+        if not self.defined:
+            size = len(np.atleast_1d(curve(np.arange(self.n_images))))
+            return np.full(size, np.nan), np.full(size, np.nan)
         values = np.array([curve(i) for i in self.draws()], dtype=np.float64)
         alpha = (1 - LEVEL) / 2
         with np.errstate(all="ignore"):

@@ -31,12 +31,13 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from turbexp import hookimpl
+from turbexp import hookimpl, metrics
 from turbexp.evaluation import probe_of
 from turbexp.hookspecs import Register
 from turbexp.maps import ObservedMap, read_map, tile_map
 from turbexp.plugin_types import PluginParams, Report, ReportContext, ReportOutput
 from turbexp.spec import StrictModel
+from turbexp.uncertainty import SimulationBootstrap, with_interval
 
 
 class MockObservations(StrictModel):
@@ -97,8 +98,12 @@ class Realism(Report):
         split = StratifiedGroupKFold(folds, shuffle=True, random_state=p.seed)
         proba = cross_val_predict(classifier, features, label, groups=groups, cv=split,
                                   method="predict_proba")[:, 1]
-        accuracy = float(skm.accuracy_score(label, proba > 0.5))
-        auc = float(skm.roc_auc_score(label, proba))
+        resamples = probe.plan.spec.evaluate.bootstrap
+        # resampled by map: the tiles of one simulation (or real map) go together
+        classified = SimulationBootstrap(groups, label, resamples=resamples.resamples,
+                                         seed=resamples.seed).intervals(
+            lambda i: {"accuracy": float(np.mean(label[i] == (proba[i] > 0.5))),
+                       "roc_auc": metrics.roc_auc(label[i], proba[i])})
 
         # (b) an autoencoder trained on real tiles only
         train = _train_maps(rng, real_groups)
@@ -109,13 +114,18 @@ class Realism(Report):
         error_real = _errors(autoencoder, flat_real[~train])
         error_sim = _errors(autoencoder, simulated.reshape(len(simulated), -1))
         ae_label = np.r_[np.zeros(len(error_real), int), np.ones(len(error_sim), int)]
-        ae_auc = float(skm.roc_auc_score(ae_label, np.r_[error_real, error_sim]))
+        errors = np.r_[error_real, error_sim]
+        encoded = SimulationBootstrap(np.r_[real_groups[~train], sim_groups], ae_label,
+                                      resamples=resamples.resamples, seed=resamples.seed)
+        ae = encoded.intervals(lambda i: {"roc_auc": metrics.roc_auc(ae_label[i], errors[i])})
 
-        figure = _figure(label, proba, accuracy, auc, error_real, error_sim, ae_label, ae_auc)
+        figure = _figure(label, proba, classified, error_real, error_sim, ae_label, ae["roc_auc"])
+        figure.suptitle(f"{len(np.unique(sim_groups))} simulations, "
+                        f"{len(np.unique(real_groups))} real maps; 95 % intervals from "
+                        f"resamples of whole maps", fontsize="medium")
         return ReportOutput(figures={"realism.png": figure}, metrics={
-            "realism_accuracy": accuracy,
-            "realism_roc_auc": auc,
-            "realism_autoencoder_roc_auc": ae_auc,
+            **with_interval(classified, "realism_"),
+            **with_interval({"autoencoder_roc_auc": ae["roc_auc"]}, "realism_"),
             "realism_real_tiles": float(len(real)),
             "realism_simulated_images": float(len(simulated)),
         })
@@ -178,7 +188,7 @@ def _errors(model: MLPRegressor, x: np.ndarray) -> np.ndarray:
     return np.mean((model.predict(x) - x) ** 2, axis=1)
 
 
-def _figure(label, proba, accuracy, auc, error_real, error_sim, ae_label, ae_auc) -> Figure:
+def _figure(label, proba, classified, error_real, error_sim, ae_label, ae_auc) -> Figure:
     fig = Figure(figsize=(11, 4), layout="constrained")
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     bins = np.histogram_bin_edges(np.r_[error_real, error_sim], bins=30)
@@ -188,8 +198,9 @@ def _figure(label, proba, accuracy, auc, error_real, error_sim, ae_label, ae_auc
              title="Autoencoder trained on real maps")
     left.legend()
     for name, y, score in (
-            (f"classifier (accuracy {accuracy:.2f}, AUC {auc:.3f})", label, proba),
-            (f"autoencoder error (AUC {ae_auc:.3f})", ae_label, np.r_[error_real, error_sim])):
+            (f"classifier (accuracy {classified['accuracy'].text()}, "
+             f"AUC {classified['roc_auc'].text()})", label, proba),
+            (f"autoencoder error (AUC {ae_auc.text()})", ae_label, np.r_[error_real, error_sim])):
         fpr, tpr, _ = skm.roc_curve(y, score)
         right.plot(fpr, tpr, label=name)
     right.plot([0, 1], [0, 1], "--", color="grey", label="indistinguishable")

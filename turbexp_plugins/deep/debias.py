@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 import keras
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -232,27 +232,43 @@ class DebiasedCnnEstimator(KerasImageEstimator):
 
     # --- the measure --------------------------------------------------------------------
 
-    def nuisance_scores(self, X: Any, nuisance: Sequence[Any],
-                        y: np.ndarray) -> dict[str, float]:
-        """On new images: how well each fit's probe predicts the nuisance from the learned
-        features (``nuisance_accuracy_*``, ``nuisance_balanced_accuracy_*``) and the task
-        metrics (``task_<metric>_*``), for ``debiased`` and, when trained, ``baseline``."""
-        codes = self.nuisance_codes(nuisance)
-        y = np.asarray(y)
-        scores: dict[str, float] = {}
+    def nuisance_predictions(self, X: Any, nuisance: Sequence[Any]) -> dict[str, Any]:
+        """On new images, for ``debiased`` and (when trained) ``baseline``: the probe's guess of
+        the nuisance class from the learned features and the task predictions, with the true
+        nuisance classes under ``codes``."""
+        found: dict[str, Any] = {"codes": self.nuisance_codes(nuisance)}
         fits = [("debiased", self.model_, self.nuisance_probe_)]
         if self.baseline_model_ is not None:
             fits.append(("baseline", self.baseline_model_, self.baseline_probe_))
         for label, model, probe in fits:
             guess = probe.predict(self.learned_features(X, model))
-            scores[f"nuisance_accuracy_{label}"] = float(accuracy_score(codes, guess))
+            found[label] = (guess, *self._task_predictions(model, X))
+        return found
+
+    def score_predictions(self, predictions: dict[str, Any], y: np.ndarray,
+                          indices: np.ndarray | None = None) -> dict[str, float]:
+        """How well each fit's probe predicts the nuisance (``nuisance_accuracy_*``,
+        ``nuisance_balanced_accuracy_*``) and the task metrics (``task_<metric>_*``), on the
+        images ``indices`` (default: all) of :meth:`nuisance_predictions`."""
+        chosen = slice(None) if indices is None else indices
+        codes, y = predictions["codes"][chosen], np.asarray(y)[chosen]
+        scores: dict[str, float] = {}
+        for label in ("debiased", "baseline"):
+            if label not in predictions:
+                continue
+            guess, y_pred, y_score = (np.asarray(a)[chosen] for a in predictions[label])
+            scores[f"nuisance_accuracy_{label}"] = float(np.mean(codes == guess))
             scores[f"nuisance_balanced_accuracy_{label}"] = float(
                 balanced_accuracy_score(codes, guess)) if len(np.unique(codes)) > 1 else \
-                float(accuracy_score(codes, guess))
-            y_pred, y_score = self._task_predictions(model, X)
+                float(np.mean(codes == guess))
             for name, value in metrics.score(self.task, y, y_pred, y_score).items():
                 scores[f"task_{name}_{label}"] = value
         return scores
+
+    def nuisance_scores(self, X: Any, nuisance: Sequence[Any],
+                        y: np.ndarray) -> dict[str, float]:
+        """:meth:`score_predictions` of every image of ``X``."""
+        return self.score_predictions(self.nuisance_predictions(X, nuisance), y)
 
     def _task_predictions(self, model: keras.Model, X: Any) -> tuple[np.ndarray, np.ndarray]:
         """Predictions of ``model`` and the score the task's metrics rank by."""

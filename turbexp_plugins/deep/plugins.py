@@ -25,6 +25,7 @@ from turbexp.plugin_types import (
     SearchSpace,
     TaskKind,
 )
+from turbexp.uncertainty import Interval, with_interval
 
 IMAGE_MODELS = frozenset({"cnn", "debiased_cnn"})
 
@@ -276,8 +277,15 @@ class DebiasingReport(Report):
         nuisance = metadata_values(context.metadata, estimator.nuisance)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            scores = estimator.nuisance_scores(inputs, nuisance, context.y_true)
-        metrics = {f"holdout_{k}": v for k, v in scores.items()}
+            predictions = estimator.nuisance_predictions(inputs, nuisance)
+
+            def score(i: Any) -> dict[str, float]:
+                return estimator.score_predictions(predictions, context.y_true, i)
+
+            intervals = context.bootstrap.intervals(score) if context.bootstrap is not None \
+                else {k: Interval(v, float("nan"), float("nan")) for k, v in score(None).items()}
+        scores = {k: v.value for k, v in intervals.items()}
+        metrics = with_interval(intervals, "holdout_")
         task_metric = "roc_auc" if context.task == "classify" else "mse"
         fig = Figure(figsize=(7, 4), layout="constrained")
         axes = fig.subplots(1, 2)
@@ -288,11 +296,17 @@ class DebiasingReport(Report):
                 ("nuisance_balanced_accuracy",
                  f"nuisance {estimator.nuisance!r}: probe balanced accuracy")), strict=True):
             values = [scores[f"{key}_{label}"] for label in labels]
-            ax.bar(labels, values, color=[f"C{i}" for i in range(len(labels))])
+            bounds = [intervals[f"{key}_{label}"] for label in labels]
+            errors = np.nan_to_num(np.clip([[v.value - v.low for v in bounds],
+                                            [v.high - v.value for v in bounds]], 0, None))
+            ax.bar(labels, values, color=[f"C{i}" for i in range(len(labels))], yerr=errors,
+                   capsize=4)
             for i, v in enumerate(values):
                 ax.text(i, v, f"{v:.3f}", ha="center", va="bottom")
             ax.set_title(title, fontsize="medium")
         axes[1].axhline(0.5, color="grey", linestyle="--", label="chance (2 classes)")
         axes[1].legend(fontsize="small")
-        fig.suptitle(f"adversary weight {estimator.adversary_weight:g}")
+        fig.suptitle(f"adversary weight {estimator.adversary_weight:g}; holdout: "
+                     f"{len(np.unique(context.simulation))} simulations, "
+                     f"{len(context.y_true)} images, 95 % intervals", fontsize="medium")
         return ReportOutput(figures={"debiasing.png": fig}, metrics=metrics)
