@@ -83,7 +83,8 @@ def catalogue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         patch.setenv("TURBEXP_JOBS", "1")
         mlflow.set_tracking_uri(uri)
         registry.cache_clear()
-        write(root / "sims" / "tiny.yaml", TINY_CAMPAIGN)
+        # two holdout simulations per class: enough to resample for intervals
+        write(root / "sims" / "tiny.yaml", TINY_CAMPAIGN.replace("count: 3", "count: 6"))
         write(root / "sims" / "spread.yaml", SPREAD_CAMPAIGN)
         files = [str(write(root / "experiments" / f"{name}.yaml", text))
                  for name, text in EXPERIMENTS.items()]
@@ -227,6 +228,39 @@ def test_unknown_names_and_single_runs_are_clear_errors(catalogue: Path) -> None
         compare.resolve(["c-hog-svm", parent("c-hog-svm").info.run_id])
     with pytest.raises(UserError, match="comparison name"):
         compare.compare(["c-hog-svm", "c-ps-logistic"], name="../escape")
+
+
+def test_compare_scores_each_run_against_the_first_on_the_same_resamples(
+        catalogue: Path) -> None:
+    result = compare.compare(["c-ps-logistic", "c-hog-svm"], out=catalogue / "paired")
+    first, second = result.runs
+    assert first.difference == {}
+    difference = second.difference["roc_auc"]
+    assert difference.value == pytest.approx(second.scores["roc_auc"].value
+                                             - first.scores["roc_auc"].value)
+    assert difference.low <= difference.value <= difference.high
+    # the interval is one of differences taken resample by resample, on the same images
+    boot = first.holdout.bootstrap()
+    paired = [second.holdout.scores(i)["roc_auc"] - first.holdout.scores(i)["roc_auc"]
+              for i in boot.draws()]
+    assert min(paired) <= difference.low and difference.high <= max(paired)
+    expected = "better" if difference.low > 0 else "worse" if difference.high < 0 \
+        else "not distinguishable"
+    assert result.verdict(second) == expected
+    table = json.loads((catalogue / "paired" / "runs.json").read_text())
+    assert table["runs"][1]["verdict"] == expected
+    assert table["runs"][1]["minus_first"]["holdout_roc_auc_ci95_low"] == difference.low
+    assert table["n_simulations"] == 4
+    [logged] = mlflow.search_runs(experiment_names=["turbexp"], output_format="list",
+                                  filter_string=f"attributes.run_id = '{result.run_id}'")
+    assert logged.data.metrics["delta_holdout_roc_auc.c-hog-svm"] == \
+        pytest.approx(difference.value)
+
+    printed = turbexp_cli("compare", "c-ps-logistic", "c-hog-svm", "--out", "p2",
+                          cwd=catalogue)
+    assert printed.returncode == 0, printed.stderr
+    assert "minus c-ps-logistic" in printed.stdout and expected in printed.stdout
+    assert "4 holdout simulations" in printed.stdout.replace("\n", " ")
 
 
 def test_trial_runs_are_not_compared(catalogue: Path) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-from conftest import TINY_EXPERIMENT, turbexp_cli, write
+import pytest
+from conftest import TINY_CAMPAIGN, TINY_EXPERIMENT, turbexp_cli, write
 from mlflow.tracking import MlflowClient
 
 
@@ -20,6 +21,8 @@ def _runs(role: str) -> list:
 
 def test_quickstart_like_run_leaves_a_complete_mlflow_record(tiny: Path) -> None:
     root = tiny.parent.parent
+    # two holdout simulations per class: enough to resample
+    write(root / "sims" / "tiny.yaml", TINY_CAMPAIGN.replace("count: 3", "count: 6"))
     result = turbexp_cli("run", str(tiny), "--no-progress", cwd=root)
     assert result.returncode == 0, result.stderr
     assert (root / "mlflow.db").exists()
@@ -52,7 +55,12 @@ def test_quickstart_like_run_leaves_a_complete_mlflow_record(tiny: Path) -> None
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(predictions["y_true"], predictions["score"]) == \
-        metrics["holdout_roc_auc"]
+        pytest.approx(metrics["holdout_roc_auc"], abs=1e-12)
+    # every holdout metric comes with its interval from the bootstrap over simulations
+    for name in ("holdout_roc_auc", "holdout_accuracy", "holdout_f1"):
+        assert metrics[f"{name}_ci95_low"] <= metrics[name] <= metrics[f"{name}_ci95_high"]
+    assert parent.data.params["n_simulations.holdout"] == "4"
+    assert "holdout roc_auc = " in result.stderr and " [" in result.stderr
 
     # the model is logged with a signature, and predicts on new maps
     [model] = mlflow.search_logged_models(experiment_ids=[parent.info.experiment_id],

@@ -58,13 +58,14 @@ class CampaignOutcome:
 
 
 def plan_campaign(path: str | Path, *, overrides: dict[str, Any] | None = None,
-                  scale: str | None = None) -> CampaignPlan:
+                  scale: str | None = None, given_as: str = "--set campaign.") -> CampaignPlan:
     """Read and validate a campaign file; nothing is simulated. ``scale`` applies the
-    file's scale of that name, then ``overrides`` sets dotted keys."""
+    file's scale of that name, then ``overrides`` sets dotted keys (named in errors as
+    ``given_as`` + key)."""
     doc = load_yaml(path)
     doc = changes.apply(doc, changes.scale_of(doc, scale), CampaignSpec,
                         source=f"{doc.path}: scales.{scale}.")
-    doc = changes.apply(doc, dict(overrides or {}), CampaignSpec, source="--set campaign.")
+    doc = changes.apply(doc, dict(overrides or {}), CampaignSpec, source=given_as)
     spec: CampaignSpec = validate(CampaignSpec, doc)
     try:
         simulator = registry().get("simulator", spec.simulator.plugin)
@@ -210,4 +211,5 @@ def _simulate_locked(store: SimulationStore, simulator_name: str, params: dict,
 def plan_campaigns(paths: list[str | Path], *, overrides: dict[str, Any] | None = None,
                    scale: str | None = None) -> list[CampaignPlan]:
     """Validate several campaign files, reporting every file's errors together."""
-    return gather(lambda p: plan_campaign(p, overrides=overrides, scale=scale), paths)
+    return gather(lambda p: plan_campaign(p, overrides=overrides, scale=scale,
+                                          given_as="--set "), paths)

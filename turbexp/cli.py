@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import signal
 import sys
 from datetime import datetime
 
@@ -34,24 +35,32 @@ def cli() -> None:
     """Machine-learning experiments on images of interstellar turbulence, tracked in MLflow."""
 
 
-def _spec_options(function):
-    """``--set KEY=VALUE`` and ``--scale NAME``, shared by the commands that read files."""
-    function = click.option(
-        "--scale", default=None, metavar="NAME",
-        help="Apply every file's scale NAME (its `scales:` section), e.g. `--scale paper`, "
-             "the reference study's size.")(function)
-    return click.option(
-        "--set", "assignments", multiple=True, metavar="KEY=VALUE",
-        help="Change a value of every experiment file before it is validated, as a dotted "
-             "key: `--set data.images.size=64`, `--set estimator.epochs=5`; keys under "
-             "`campaign.` change the experiment's campaign file (`--set campaign.grid=32`). "
-             "Repeatable.")(function)
+_SET_HELP = {
+    "experiment": "Change a value of every experiment file before it is validated, as a dotted "
+                  "key: `--set data.images.size=64`, `--set estimator.epochs=5`; keys under "
+                  "`campaign.` change the experiment's campaign file (`--set campaign.grid=32`)."
+                  " Repeatable.",
+    "campaign": "Change a value of every campaign file before it is validated, as a dotted "
+                "key: `--set grid=32`, `--set groups.0.count=100`. Repeatable.",
+}
+
+
+def _spec_options(kind: str):
+    """``--set KEY=VALUE`` and ``--scale NAME`` for the commands that read ``kind`` files."""
+    def add(function):
+        function = click.option(
+            "--scale", default=None, metavar="NAME",
+            help="Apply every file's scale NAME (its `scales:` section), e.g. `--scale paper`, "
+                 "the reference study's size.")(function)
+        return click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+                            help=_SET_HELP[kind])(function)
+    return add
 
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
 @_jobs_option
-@_spec_options
+@_spec_options("experiment")
 @click.option("--repeats", type=click.IntRange(min=1), default=None,
               help="Repeat each experiment over independent campaign seeds and splits "
                    "(the same as --set repeats=K).")
@@ -101,7 +110,7 @@ def run(files: tuple[str, ...], jobs: int | None, assignments: tuple[str, ...],
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
-@_spec_options
+@_spec_options("experiment")
 def validate(files: tuple[str, ...], assignments: tuple[str, ...], scale: str | None) -> None:
     """Check experiment FILES (and their campaigns) without running anything."""
     from turbexp.experiment import plan_experiments
@@ -120,7 +129,7 @@ def sims() -> None:
 
 @sims.command("validate")
 @click.argument("files", nargs=-1, required=True)
-@_spec_options
+@_spec_options("campaign")
 def sims_validate(files: tuple[str, ...], assignments: tuple[str, ...],
                   scale: str | None) -> None:
     """Check campaign FILES without simulating anything."""
@@ -140,7 +149,7 @@ def sims_validate(files: tuple[str, ...], assignments: tuple[str, ...],
               help="Where simulations run (default: the campaign's executor.kind).")
 @click.option("--wait/--no-wait", default=True,
               help="slurm: follow the submitted tasks to the end (default) or return at once.")
-@_spec_options
+@_spec_options("campaign")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def sims_run(files: tuple[str, ...], jobs: int | None, executor: str | None, wait: bool,
              assignments: tuple[str, ...], scale: str | None, no_progress: bool) -> None:
@@ -352,8 +361,14 @@ def ui(host: str, port: int) -> None:
                                uri, "--host", host, "--port", str(port)])
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (a cluster's scheduler, `kill`) stops a command as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one message and exit status 2, never a traceback."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, prog_name="turbexp", standalone_mode=False)
     except UserError as exc:

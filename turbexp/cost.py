@@ -27,6 +27,7 @@ from turbexp.campaign import CampaignPlan, PlannedSimulation, plan_campaign
 from turbexp.experiment import ExperimentPlan
 from turbexp.images import images_per_simulation, split_simulations
 from turbexp.paths import cache_dir
+from turbexp.plugin_types import Choice, Range
 
 SOLVER_RATES = {
     "cpu": (14.0e6, "builtin solver on 2 CPU cores at 128³ (docs/benchmarks.md)"),
@@ -169,8 +170,11 @@ def _split_sizes(plan: ExperimentPlan) -> dict[str, int]:
 def _epochs(plan: ExperimentPlan) -> int:
     """The most epochs the estimator trains for (0 if it does not train in epochs)."""
     assert plan.estimator is not None
-    if "epochs" in plan.estimator.space:
-        return int(plan.estimator.space["epochs"].high)  # type: ignore[union-attr]
+    space = plan.estimator.space.get("epochs")
+    if isinstance(space, Range):
+        return int(space.high)
+    if isinstance(space, Choice):
+        return int(max(space.choices))
     value = plan.estimator.sample(None).model_dump().get("epochs")
     return int(value) if isinstance(value, int) else 0
 

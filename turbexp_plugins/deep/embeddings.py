@@ -51,9 +51,10 @@ def embed(features: np.ndarray, perplexity: float, seed: int, n_jobs: int = 1
     return np.asarray(embedding), float(getattr(embedding, "kl_divergence", float("nan")))
 
 
-def neighbour_score(points: np.ndarray, values: np.ndarray, classify: bool) -> float:
-    """Leave-one-out score of the ``NEIGHBOURS`` nearest points: accuracy of their majority
-    class (classify) or mean absolute error of their mean value (regress)."""
+def neighbour_scores(points: np.ndarray, values: np.ndarray, classify: bool) -> np.ndarray:
+    """Per point, the leave-one-out score of its ``NEIGHBOURS`` nearest points: whether their
+    majority class is its own (classify) or the absolute error of their mean value (regress);
+    their mean is the map's 5-NN accuracy or MAE."""
     k = min(NEIGHBOURS, len(points) - 1)
     distance = np.linalg.norm(points[:, None, :] - points[None, :, :], axis=-1)
     np.fill_diagonal(distance, np.inf)
@@ -62,12 +63,12 @@ def neighbour_score(points: np.ndarray, values: np.ndarray, classify: bool) -> f
         labels = values.astype(int)
         votes = np.array([np.bincount(labels[row], minlength=labels.max() + 1).argmax()
                           for row in nearest])
-        return float(np.mean(votes == labels))
-    return float(np.mean(np.abs(values[nearest].mean(axis=1) - values)))
+        return (votes == labels).astype(np.float64)
+    return np.abs(values[nearest].mean(axis=1) - values)
 
 
 def figure(maps: dict[str, np.ndarray], task: str, values: np.ndarray,
-           class_names: list[str], scores: dict[str, float]) -> Figure:
+           class_names: list[str], scores: dict[str, str], caption: str) -> Figure:
     """The t-SNE maps side by side, coloured by class or by the index."""
     fig = Figure(figsize=(5.5 * len(maps) + 1, 5), layout="constrained")
     axes = fig.subplots(1, len(maps), squeeze=False)[0]
@@ -84,9 +85,10 @@ def figure(maps: dict[str, np.ndarray], task: str, values: np.ndarray,
             ax.legend(title="true class", fontsize="small")
         else:
             dots = ax.scatter(points[:, 0], points[:, 1], s=12, c=values, cmap="viridis")
-        ax.set_title(f"{name} ({score_name} {scores[name]:.3f})")
+        ax.set_title(f"{name} ({score_name} {scores[name]})")
         ax.set_xticks([])
         ax.set_yticks([])
     if dots is not None:
         fig.colorbar(dots, ax=list(axes), label="spectral index n")
+    fig.suptitle(caption, fontsize="medium")
     return fig

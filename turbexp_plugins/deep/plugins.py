@@ -202,8 +202,16 @@ class SaliencyReport(Report):
             if inside.any():
                 means[name] = every[inside].mean(axis=0)
         fig = saliency.figure(context.images[shown], vanilla, smooth, titles, means)
-        return ReportOutput(figures={"saliency.png": fig}, metrics={
-            "saliency_edge_ratio": saliency.edge_ratio(means["all"])})
+        fig.suptitle(f"{_caption(context)}; mean maps over {len(subset)} images",
+                     fontsize="medium")
+        ratio = Interval(saliency.edge_ratio(means["all"]), float("nan"), float("nan"))
+        if context.simulation is not None and len(subset) == len(inputs) \
+                and context.bootstrap is not None:
+            # every holdout image is in the mean map: resample its simulations
+            ratio = context.bootstrap.intervals(
+                lambda i: {"ratio": saliency.edge_ratio(every[i].mean(axis=0))})["ratio"]
+        return ReportOutput(figures={"saliency.png": fig},
+                            metrics=with_interval({"saliency_edge_ratio": ratio}))
 
 
 def _example_groups(context: ReportContext, estimator: Any
@@ -246,16 +254,34 @@ class EmbeddingsReport(Report):
         }
         classify = context.task == "classify"
         values = np.asarray(context.y_true if classify else context.index, dtype=np.float64)
-        maps, out = {}, {}
+        score = "accuracy" if classify else "mae"
+        maps, out, shown = {}, {}, {}
         for (name, features), key in zip(sources.items(), ("cnn", "hog"), strict=True):
             maps[name], out[f"embedding_{key}_kl_divergence"] = embeddings.embed(
                 features, p.perplexity, context.seed, p.n_jobs)
-            out[f"embedding_{key}_5nn_{'accuracy' if classify else 'mae'}"] = \
-                embeddings.neighbour_score(maps[name], values, classify)
-        scores = {name: out[f"embedding_{key}_5nn_{'accuracy' if classify else 'mae'}"]
-                  for name, key in zip(maps, ("cnn", "hog"), strict=True)}
-        fig = embeddings.figure(maps, context.task, values, context.class_names, scores)
+            per_point = embeddings.neighbour_scores(maps[name], values, classify)
+            interval = _mean_interval(context, per_point)
+            out |= with_interval({f"embedding_{key}_5nn_{score}": interval})
+            shown[name] = interval.text()
+        fig = embeddings.figure(maps, context.task, values, context.class_names, shown,
+                                _caption(context))
         return ReportOutput(figures={"embeddings.png": fig}, metrics=out)
+
+
+def _mean_interval(context: ReportContext, per_image: np.ndarray) -> Interval:
+    """The mean of a per-image holdout value, with its interval from the run's resamples of
+    whole holdout simulations (none without them)."""
+    if context.bootstrap is None:
+        return Interval(float(np.mean(per_image)), float("nan"), float("nan"))
+    return context.bootstrap.intervals(lambda i: {"mean": float(np.mean(per_image[i]))})["mean"]
+
+
+def _caption(context: ReportContext) -> str:
+    """What a figure rests on: the holdout simulations and images."""
+    sims = "" if context.simulation is None else \
+        f"{len(np.unique(context.simulation))} simulations, "
+    return f"holdout: {sims}{len(context.y_true)} images; 95 % intervals from resamples of " \
+        "whole simulations"
 
 
 class DebiasingReport(Report):
