@@ -123,3 +123,19 @@ def test_killed_and_resumed_study_ends_as_one_never_interrupted(
     assert tags["turbexp.resumes_run"] == runs[0].info.run_id
     assert int(tags["turbexp.resumed_from_trial"]) >= after
     assert _outcome(env) == uninterrupted
+
+
+def test_a_process_id_taken_over_by_another_process_counts_as_gone() -> None:
+    """A killed worker's id can be reused within seconds on a busy machine; the start time
+    recorded with it tells the newcomer apart, so its runs and trials are still closed."""
+    import socket
+
+    from turbexp.tracking import process_gone, process_start
+
+    host, pid = socket.gethostname(), os.getpid()
+    started = process_start(pid)
+    assert started is not None
+    assert not process_gone(host, pid, started)  # this very process: alive
+    assert process_gone(host, pid, str(int(started) + 1))  # same id, another start: gone
+    assert not process_gone(host, pid)  # without a start time only an unused id is gone
+    assert not process_gone("another-host", pid, "1")  # other hosts are never judged

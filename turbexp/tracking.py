@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import fcntl
+import gc
 import json
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,7 +69,19 @@ def git_commit(folder: Path) -> str:
 
 def process_tags() -> dict[str, str]:
     return {f"{TAG}.host": socket.gethostname(), f"{TAG}.pid": str(os.getpid()),
+            f"{TAG}.started": process_start(os.getpid()) or "",
             f"{TAG}.version": turbexp.__version__}
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), so that a later
+    process given the same id is told apart; None where /proc does not say."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    fields = stat.rpartition(")")[2].split()  # the name in parentheses may hold spaces
+    return fields[19] if len(fields) > 19 else None
 
 
 def plugin_versions(plugins: list[Any]) -> str:
@@ -83,12 +97,41 @@ def tracked_run(run_name: str, tags: dict[str, str], *, nested: bool = False) ->
     try:
         yield run
     except KeyboardInterrupt:
-        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        _end_after_error(run.info.run_id, RunStatus.KILLED)
         raise
     except BaseException:
-        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        _end_after_error(run.info.run_id, RunStatus.FAILED)
         raise
     mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+_UNFINISHED: list[tuple[str, str]] = []
+"""Runs an error could not end (run id, status), for :func:`end_unfinished`."""
+
+
+def _end_after_error(run_id: str, status: int) -> None:
+    """End the active run with ``status`` without hiding the error that ended it. A store
+    write the interrupt cut short can keep an SQLite store locked while its frames live:
+    such a run is ended by :func:`end_unfinished` once the error has been handled."""
+    try:
+        mlflow.end_run(RunStatus.to_string(status))  # pops the run first, whatever happens
+    except Exception:
+        _UNFINISHED.append((run_id, RunStatus.to_string(status)))
+
+
+def end_unfinished() -> None:
+    """End the runs an error left open (after the frames that held the store are freed);
+    a run still not ended is marked KILLED by the next run of its study."""
+    gc.collect()
+    while _UNFINISHED:
+        run_id, status = _UNFINISHED.pop(0)
+        for delay in (0.0, 0.5, 2.0):
+            time.sleep(delay)
+            try:
+                MlflowClient().set_terminated(run_id, status)
+                break
+            except Exception:
+                continue
 
 
 def close_stale_runs(experiment_id: str, study: str) -> list[str]:
@@ -102,7 +145,8 @@ def close_stale_runs(experiment_id: str, study: str) -> list[str]:
     closed = []
     for run in runs:
         tags = run.data.tags
-        if process_gone(tags.get(f"{TAG}.host"), tags.get(f"{TAG}.pid")):
+        if process_gone(tags.get(f"{TAG}.host"), tags.get(f"{TAG}.pid"),
+                        tags.get(f"{TAG}.started")):
             client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
             closed.append(run.info.run_id)
     return closed
@@ -118,8 +162,10 @@ def killed_runs(experiment_id: str, study: str, role: str) -> list[str]:
     return [r.info.run_id for r in runs]
 
 
-def process_gone(host: str | None, pid: str | int | None) -> bool:
-    """True only when ``pid`` on ``host`` is known to have exited (this host only)."""
+def process_gone(host: str | None, pid: str | int | None, started: str | None = None) -> bool:
+    """True only when ``pid`` on ``host`` is known to have exited (this host only). With
+    ``started`` (:func:`process_start`), a process that now holds the same id but started at
+    another time counts as gone: ids are reused, fast on a busy machine."""
     if host != socket.gethostname():
         return False
     try:
@@ -131,6 +177,9 @@ def process_gone(host: str | None, pid: str | int | None) -> bool:
         return True
     except (ValueError, PermissionError):
         return False
+    if started:
+        now = process_start(number)
+        return now is not None and now != started
     return False
 
 

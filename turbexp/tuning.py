@@ -23,7 +23,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from turbexp import metrics, tracking, training
+from turbexp import interrupt, metrics, tracking, training
 from turbexp.errors import UserError
 from turbexp.paths import optuna_storage
 from turbexp.plugin_types import PluginParams
@@ -90,16 +90,28 @@ def fail_orphaned_trials(study: optuna.Study) -> None:
     A trial names its process in its user attributes; one killed before it could is an
     orphan when no process registered as a worker of the study is still alive.
     """
-    workers = [key.removeprefix("worker:").rpartition(":")[::2]
-               for key, active in study.user_attrs.items()
+    workers = [_worker_process(key) for key, active in study.user_attrs.items()
                if key.startswith("worker:") and active]
-    any_worker_alive = any(not tracking.process_gone(host, pid) for host, pid in workers)
+    any_worker_alive = any(not tracking.process_gone(*worker) for worker in workers)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        host, pid = trial.user_attrs.get("host"), trial.user_attrs.get("pid")
-        orphan = tracking.process_gone(host, pid) if host else not any_worker_alive
+        attrs = trial.user_attrs
+        orphan = tracking.process_gone(attrs["host"], attrs.get("pid"), attrs.get("started")) \
+            if attrs.get("host") else not any_worker_alive
         if orphan:
             study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+
+
+def _worker_key() -> str:
+    """This process as a worker of a study: ``worker:HOST:PID:STARTED``."""
+    pid = os.getpid()
+    return f"worker:{socket.gethostname()}:{pid}:{tracking.process_start(pid) or ''}"
+
+
+def _worker_process(key: str) -> tuple[str, str, str]:
+    """(host, pid, started) of a worker key (keys without a start time: an empty one)."""
+    host, pid, *started = key.removeprefix("worker:").split(":")
+    return host, pid, started[0] if started else ""
 
 
 def finished_count(study: optuna.Study) -> int:
@@ -180,6 +192,7 @@ def tune(plan: ExperimentPlan, data: ImageSet, show_progress: bool) -> Tuned:
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("started", tracking.process_start(os.getpid()) or "")
         try:
             fparams = features.sample(trial)
             eparams = estimator.sample(trial)
@@ -222,7 +235,7 @@ def tune(plan: ExperimentPlan, data: ImageSet, show_progress: bool) -> Tuned:
         direction=plan.direction, sampler=TrialSeededSampler(spec.tune.seed),
     )
     fail_orphaned_trials(study)
-    worker = f"worker:{socket.gethostname()}:{os.getpid()}"
+    worker = _worker_key()
     study.set_user_attr(worker, True)
     wanted = spec.tune.trials if plan.tuned else 1
     found = finished_count(study)
@@ -230,6 +243,7 @@ def tune(plan: ExperimentPlan, data: ImageSet, show_progress: bool) -> Tuned:
     with progress_bar(f"{spec.name}: trials", total=wanted, completed=min(found, wanted),
                       enabled=show_progress) as bar:
         while sum(counts(t) for t in study.get_trials(deepcopy=False)) < wanted:
+            interrupt.check()
             trial = study.ask()
             # another worker may have asked at the same moment: the lower numbers win
             if place(study, trial.number) >= wanted:
