@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import math
 import os
-import signal
 import sys
 from datetime import datetime
 
@@ -15,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import turbexp
+from turbexp import interrupt
 from turbexp.errors import UserError
 from turbexp.progress import console
 
@@ -361,28 +361,27 @@ def ui(host: str, port: int) -> None:
                                uri, "--host", host, "--port", str(port)])
 
 
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM (a cluster's scheduler, `kill`) stops a command as Ctrl-C does."""
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one message and exit status 2, never a traceback."""
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupt.install()
     try:
         cli.main(args=argv, prog_name="turbexp", standalone_mode=False)
     except UserError as exc:
         for line in str(exc).splitlines():
             console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True, highlight=False)
         sys.exit(EXIT_USER_ERROR)
-    except click.exceptions.Abort:
-        sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(EXIT_USER_ERROR)
-    except KeyboardInterrupt:
-        console.print("interrupted")
-        sys.exit(130)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        pass
+    else:
+        return
+    # interrupted: the frames of the interrupted call are gone, so the store is free again
+    if "turbexp.tracking" in sys.modules:
+        sys.modules["turbexp.tracking"].end_unfinished()
+    console.print("interrupted")
+    sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import numpy as np
 from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
-from turbexp import tracking, training
+from turbexp import interrupt, tracking, training
 from turbexp.campaign import PlannedSimulation, run_campaign
 from turbexp.errors import UserError
 from turbexp.evaluation import Probe
@@ -240,6 +240,7 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
                                                  show_progress)
         else:
             pipeline = _reused_model(plan)
+        interrupt.check()
         holdout = data.part("holdout")
         x_hold = pipeline.named_steps["features"].transform(data.images[holdout])
         y_pred, y_score = predict(spec.task.kind, pipeline.named_steps["estimator"], x_hold)
@@ -261,6 +262,7 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
             simulation=data.simulation[holdout],
             bootstrap=result.bootstrap(boot.resamples, boot.seed))
         _log_reports(plan, context, show_progress)
+        interrupt.check()
         if spec.model is None:
             with step(f"{spec.name}: logging the model", enabled=show_progress):
                 _log_model(plan, pipeline, data.images[data.part("holdout")][:4])
@@ -288,6 +290,7 @@ def _train(plan: ExperimentPlan, data: ImageSet, experiment_id: str, role: str,
                        "estimator": plan.estimator.plugin.name})
     mlflow.log_metrics({f"best_test_{metric}": tuned.best.value,
                         "trials_completed": tuned.completed, "trials_pruned": tuned.pruned})
+    interrupt.check()
     fit = data.part("train", "test")
     transformer = plan.features.plugin.create().build(fparams)
     estimator = plan.estimator.plugin.create().build(eparams, spec.task.kind)
@@ -341,6 +344,7 @@ def _run_repeats(plan: ExperimentPlan, store: SimulationStore, experiment_id: st
         _log_spec(plan, None)
         outcomes = []
         for r in range(spec.repeats):
+            interrupt.check()
             with step(f"{spec.name}: repeat {r + 1} of {spec.repeats}", enabled=show_progress):
                 outcomes.append(_run_once(plan.repeated(r), store, experiment_id, jobs=jobs,
                                           show_progress=show_progress, nested=True))

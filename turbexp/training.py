@@ -44,6 +44,9 @@ class EpochReporter:
         import mlflow
         import optuna
 
+        from turbexp import interrupt
+
+        interrupt.check()
         values = {name: float(value) for name, value in metrics.items()}
         value = None
         if self.objective is not None and estimator is not None:
