@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from turbexp import compare
 from turbexp.errors import UserError
-from turbexp.holdout import Holdout, HoldoutPart
+from turbexp.holdout import Holdout, HoldoutPart, paired_differences
 from turbexp.plugins import registry
 
 SPREAD_CAMPAIGN = """
@@ -296,9 +296,44 @@ def test_holdout_differences_name_what_differs() -> None:
         "campaign hash aaaaaaaaaaaa vs bbbbbbbbbbbb"]
     assert compare.holdout_differences(base, _holdout(simulation=np.repeat([1, 5], 3))) == [
         "holdout simulations [1, 4] vs [1, 5]"]
-    assert compare.holdout_differences(base, _holdout(simulation=np.repeat([1, 4], 6))) == [
-        "holdout images 6 vs 12 (different images per simulation)"]
-    assert compare.holdout_differences(base, _holdout(simulation=np.tile([1, 4], 3))) == [
-        "holdout images in a different order"]
+    assert compare.holdout_differences(base, _holdout(stratum=np.array([1, 1, 1, 0, 0, 0]))) \
+        == ["holdout simulations [1, 4] in other strata"]
+    # other images of the same simulations (more cuts, another order) are the same holdout
+    more = _holdout(simulation=np.repeat([4, 1], 5), stratum=np.repeat([1, 0], 5),
+                    index=np.zeros(10), y_true=np.repeat([1, 0], 5), y_pred=np.zeros(10),
+                    score=np.zeros(10))
+    assert compare.holdout_differences(base, more) == []
     assert compare.holdout_differences(base, _holdout(class_names=["burgers", "kolmogorov"])) \
         == ["classes ['kolmogorov', 'burgers'] vs ['burgers', 'kolmogorov']"]
+
+
+def test_runs_with_other_images_of_the_same_simulations_are_paired_by_simulation() -> None:
+    """A CNN's 12 images a box against HOG's 48: each resample draws the same simulations
+    for both, and scores each run on its own images of them."""
+    rng = np.random.default_rng(3)
+    sims = np.arange(16)
+    label = sims % 2
+
+    def run(per_simulation: int, skill: float) -> Holdout:
+        owner = np.repeat(sims, per_simulation)
+        y = label[owner]
+        score = skill * y + rng.normal(0, 1, len(owner)) + rng.normal(0, 1, 16)[owner]
+        part = HoldoutPart("a" * 64, 0, owner, y, np.zeros(len(owner)), y,
+                           (score > skill / 2).astype(int), score)
+        return Holdout("classify", ["kolmogorov", "burgers"], (part,))
+
+    cnn, hog = run(3, 2.0), run(12, 0.2)
+    assert compare.holdout_differences(cnn, hog) == []
+    difference = paired_differences(cnn, hog, resamples=300)["roc_auc"]
+    assert difference.value == pytest.approx(cnn.scores()["roc_auc"] - hog.scores()["roc_auc"])
+    boot_cnn, boot_hog = cnn.bootstrap(300), hog.bootstrap(300)
+    assert boot_cnn.same_draws(boot_hog)
+    by_hand = [cnn.scores(boot_cnn.images(p))["roc_auc"] - hog.scores(boot_hog.images(p))["roc_auc"]
+               for p in boot_cnn._picks]
+    assert min(by_hand) <= difference.low <= difference.high <= max(by_hand)
+    assert difference.low > 0  # the skilled run is told apart
+    other = Holdout("classify", cnn.class_names, (HoldoutPart(
+        "a" * 64, 0, np.repeat(sims + 1, 3), np.repeat(label, 3), np.zeros(48),
+        np.repeat(label, 3), np.zeros(48), np.zeros(48)),))
+    with pytest.raises(ValueError, match="same simulations"):
+        paired_differences(cnn, other)

@@ -227,12 +227,12 @@ def compare(runs: tuple[str, ...], out_dir: str | None, name: str | None) -> Non
     from pathlib import Path
 
     from turbexp.compare import compare as compare_runs
+    from turbexp.compare import sizes
 
     result = compare_runs(list(runs), name=name, out=Path(out_dir) if out_dir else None)
     metric = result.metric.removeprefix("holdout_")
     first = result.runs[0]
-    table = Table(title=f"turbexp compare {result.name}: {first.holdout.n_simulations} holdout "
-                        f"simulations, {first.holdout.n_images} images; 95 % intervals")
+    table = Table(title=f"turbexp compare {result.name}: {sizes(result.runs)}; 95 % intervals")
     for column in ("experiment", "features → estimator", result.metric,
                    f"minus {first.label}", "verdict", "physics baseline", "MLflow run"):
         table.add_column(column)

@@ -2,10 +2,11 @@
 
 Runs are named by experiment (its latest finished parent run) or by MLflow run id. They
 must share a task and a holdout set: the same campaign hash, split seed, classes and
-per-image list of holdout simulations (for repeated experiments, in every repeat). Every
-metric comes with its 95 % interval, and every run after the first with its paired
-difference to the first: the same bootstrap resamples of the shared holdout simulations
-score both runs, so the difference's interval says whether one beats the other.
+holdout simulations in the same strata (for repeated experiments, in every repeat); the
+images each cut from them may differ. Every metric comes with its 95 % interval, and every
+run after the first with its paired difference to the first: the same bootstrap resamples
+of the shared holdout simulations score both runs, each on its own images of them, so the
+difference's interval says whether one beats the other.
 Figures are matplotlib :class:`Figure` objects drawn without pyplot, written as PNG and
 PDF and logged to a comparison run in MLflow.
 """
@@ -227,15 +228,28 @@ def _part_differences(a: Any, b: Any) -> list[str]:
         found.append(f"split seed {a.split_seed} vs {b.split_seed}")
     if found:
         return found
-    sims_a, sims_b = sorted(set(a.simulation.tolist())), sorted(set(b.simulation.tolist()))
-    if sims_a != sims_b:
-        found.append(f"holdout simulations {sims_a} vs {sims_b}")
-    elif len(a.simulation) != len(b.simulation):
-        found.append(f"holdout images {len(a.simulation)} vs {len(b.simulation)} "
-                     "(different images per simulation)")
-    elif not np.array_equal(a.simulation, b.simulation):
-        found.append("holdout images in a different order")
+    strata_a, strata_b = _strata(a), _strata(b)
+    if sorted(strata_a) != sorted(strata_b):
+        found.append(f"holdout simulations {sorted(strata_a)} vs {sorted(strata_b)}")
+    else:
+        moved = sorted(k for k in strata_a if strata_a[k] != strata_b[k])
+        if moved:
+            found.append(f"holdout simulations {moved} in other strata")
     return found
+
+
+def _strata(part: Any) -> dict[int, str]:
+    """Each holdout simulation of a part with its stratum."""
+    return {int(k): str(v) for k, v in zip(part.simulation, part.stratum, strict=True)}
+
+
+def sizes(runs: list[ComparedRun]) -> str:
+    """``"20 holdout simulations, 960 images"`` (the images of each run where they differ:
+    runs may cut other images from the same simulations)."""
+    counts = [r.holdout.n_images for r in runs]
+    images = f"{counts[0]} images" if len(set(counts)) == 1 else \
+        f"{' / '.join(map(str, counts))} images"
+    return f"{runs[0].holdout.n_simulations} holdout simulations, {images}"
 
 
 def with_differences(runs: list[ComparedRun], resamples: int = DEFAULT_RESAMPLES,
@@ -257,8 +271,8 @@ def _colour(position: int) -> str:
 def _title(runs: list[ComparedRun], what: str) -> str:
     first = runs[0].holdout
     repeats = f" over {len(first.parts)} repeats" if len(first.parts) > 1 else ""
-    return (f"{what} on the shared holdout{repeats}\n{first.n_simulations} simulations, "
-            f"{first.n_images} images; 95 % bands from resamples of whole simulations")
+    return (f"{what} on the shared holdout{repeats}\n{sizes(runs)}; 95 % bands from "
+            "resamples of whole simulations")
 
 
 def roc_figure(runs: list[ComparedRun], resamples: int = DEFAULT_RESAMPLES,
@@ -276,11 +290,10 @@ def roc_figure(runs: list[ComparedRun], resamples: int = DEFAULT_RESAMPLES,
         ax.text(0.5, 0.5, "ROC undefined:\nonly one class in the holdout", ha="center",
                 va="center")
     else:
-        boot = first.bootstrap(resamples, seed)
         for i, run in enumerate(runs):
             style = {"linestyle": "--", "linewidth": 2.5} if run.baseline else {"linewidth": 2}
             suffix = ", physics baseline" if run.baseline else ""
-            low, high = boot.band(run.holdout.roc_tpr)
+            low, high = run.holdout.bootstrap(resamples, seed).band(run.holdout.roc_tpr)
             ax.fill_between(metrics.FPR_GRID, low, high, color=_colour(i), alpha=0.15)
             ax.plot(metrics.FPR_GRID, run.holdout.roc_tpr(), color=_colour(i), **style,
                     label=f"{run.label} (AUC = {run.scores['roc_auc'].text()}){suffix}")
@@ -348,9 +361,7 @@ def headline_figure(runs: list[ComparedRun], metric: str) -> Figure:
     ax.set_xticks(positions, [r.label for r in runs], rotation=20 if len(runs) > 3 else 0,
                   ha="right" if len(runs) > 3 else "center")
     better = "higher" if direction == "maximize" else "lower"
-    first = runs[0].holdout
-    title = (f"Holdout {name} ({better} is better), 95 % intervals\n"
-             f"{first.n_simulations} simulations, {first.n_images} images")
+    title = f"Holdout {name} ({better} is better), 95 % intervals\n{sizes(runs)}"
     if not baselines:
         title += f"\nno physics baseline ({BASELINE_FEATURES} features) among these runs"
     ax.set_title(title, fontsize=9)
@@ -408,8 +419,9 @@ def summary(runs: list[ComparedRun], metric: str) -> dict[str, Any]:
         "task": first.task, "metric": metric,
         "holdouts": [{"campaign_hash": p.campaign_hash, "split_seed": p.split_seed,
                       "simulations": sorted(set(p.simulation.tolist()))} for p in first.parts],
-        "n_images": first.n_images, "n_simulations": first.n_simulations,
+        "n_simulations": first.n_simulations,
         "runs": [{"run_id": r.run_id, "experiment": r.experiment, "label": r.label,
+                  "n_images": r.holdout.n_images,
                   "given_as": r.reference, "features": r.features, "estimator": r.estimator,
                   "physics_baseline": r.baseline,
                   "holdout": with_interval(r.scores, "holdout_"),
@@ -443,7 +455,8 @@ def log_comparison(name: str, runs: list[ComparedRun], metric: str, files: list[
                   "experiments": ",".join(r.experiment for r in runs),
                   "task": first.task, "metric": metric,
                   "split.seed": ",".join(str(p.split_seed) for p in first.parts),
-                  "n_runs": len(runs), "n_images.holdout": first.n_images,
+                  "n_runs": len(runs),
+                  "n_images.holdout": ",".join(str(r.holdout.n_images) for r in runs),
                   "n_simulations.holdout": first.n_simulations,
                   "baseline": ",".join(baselines) or "none"}
         values: dict[str, float] = {}

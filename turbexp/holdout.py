@@ -134,12 +134,21 @@ class Holdout:
 def paired_differences(a: Holdout, b: Holdout, resamples: int = DEFAULT_RESAMPLES,
                        seed: int = 0) -> dict[str, Interval]:
     """Every metric of ``a`` minus that of ``b`` on the same resamples of their shared
-    holdout, with its 95 % interval."""
-    def difference(indices: np.ndarray) -> dict[str, float]:
-        first, second = a.scores(indices), b.scores(indices)
+    holdout simulations, with its 95 % interval. Each run is scored on its own images of
+    the simulations drawn, so runs that cut other images from the same simulations (a CNN's
+    and HOG's, say) are paired too. ``ValueError`` unless both have the same simulations
+    in the same strata."""
+    boot_a, boot_b = a.bootstrap(resamples, seed), b.bootstrap(resamples, seed)
+    if not boot_a.same_draws(boot_b):
+        raise ValueError("the two holdouts do not have the same simulations in the same strata")
+
+    def difference(chosen: np.ndarray) -> dict[str, float]:
+        first, second = a.scores(boot_a.images(chosen)), b.scores(boot_b.images(chosen))
         return {name: first[name] - second[name] for name in first}
 
-    return a.bootstrap(resamples, seed).intervals(difference)
+    first, second = a.scores(), b.scores()
+    return boot_a.intervals_of_simulations(
+        difference, {name: first[name] - second[name] for name in first})
 
 
 def verdict(difference: Interval, direction: str) -> str:

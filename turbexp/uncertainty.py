@@ -28,7 +28,8 @@ MIN_PER_STRATUM = 2
 """Fewer simulations than this in a stratum leave the interval undefined (NaN)."""
 
 Statistic = Callable[[np.ndarray], dict[str, float]]
-"""Image indices -> named values (every metric at once)."""
+"""Image indices (or, for :meth:`SimulationBootstrap.intervals_of_simulations`, simulation
+positions) -> named values (every metric at once)."""
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,9 @@ class SimulationBootstrap:
     ``simulation`` names each image's simulation and ``stratum`` its stratum (a
     simulation lies in one stratum). Each resample draws, in every stratum, as many
     simulations as it has, with replacement. The draws depend only on the images'
-    simulations and strata, ``resamples`` and ``seed``: two runs scored on the same
-    holdout get the same draws. With a single simulation in some stratum nothing can vary
+    simulations and strata, ``resamples`` and ``seed``, not on their images: two runs scored
+    on the same holdout simulations get the same draws (:meth:`same_draws`), even when they
+    cut other images from them. With a single simulation in some stratum nothing can vary
     and every interval is undefined (NaN).
     """
 
@@ -88,6 +90,7 @@ class SimulationBootstrap:
         self.n_images = len(simulation)
         self.resamples = resamples
         clusters, owner = np.unique(simulation, return_inverse=True)
+        self.simulations = clusters
         self.n_simulations = len(clusters)
         order = np.argsort(owner, kind="stable")
         bounds = np.searchsorted(owner[order], np.arange(self.n_simulations + 1))
@@ -98,6 +101,7 @@ class SimulationBootstrap:
             if len(values) != 1:
                 raise ValueError(f"simulation {clusters[i]!r} lies in several strata")
             cluster_stratum[i] = values.pop()
+        self.strata = cluster_stratum
         groups = [np.flatnonzero(cluster_stratum == s)
                   for s in sorted(set(cluster_stratum.tolist()), key=str)]
         # one simulation in a stratum is drawn every time: no spread to measure
@@ -116,21 +120,32 @@ class SimulationBootstrap:
         for picks in self._picks:
             yield self.images(picks)
 
-    def jackknife(self) -> Iterator[np.ndarray]:
-        """The image indices with one simulation left out, for each simulation."""
-        everything = np.arange(self.n_simulations)
-        for left_out in everything:
-            yield self.images(np.delete(everything, left_out))
+    def same_draws(self, other: SimulationBootstrap) -> bool:
+        """Whether ``other`` draws the same simulations on every resample (the same
+        simulations in the same strata, resamples and seed), whatever their images."""
+        return (np.array_equal(self.simulations, other.simulations)
+                and list(self.strata) == list(other.strata)
+                and np.array_equal(self._picks, other._picks))
 
     def intervals(self, statistic: Statistic) -> dict[str, Interval]:
-        """BCa intervals of every value ``statistic`` returns."""
-        point = statistic(np.arange(self.n_images))
+        """BCa intervals of every value ``statistic`` of image indices returns."""
+        return self.intervals_of_simulations(lambda chosen: statistic(self.images(chosen)),
+                                             statistic(np.arange(self.n_images)))
+
+    def intervals_of_simulations(self, statistic: Statistic,
+                                 point: dict[str, float] | None = None) -> dict[str, Interval]:
+        """BCa intervals of every value ``statistic`` returns, given the positions
+        (0 … n_simulations - 1, with repeats) of the simulations a resample drew: for
+        statistics over several image sets of the same simulations (a paired difference).
+        ``point``: the values on the whole holdout, if already known."""
+        everything = np.arange(self.n_simulations)
+        point = statistic(everything) if point is None else point
         names = list(point)
         if not self.defined:
             nan = float("nan")
             return {name: Interval(float(point[name]), nan, nan) for name in names}
-        boot = _table(names, (statistic(i) for i in self.draws()))
-        jack = _table(names, (statistic(i) for i in self.jackknife())) \
+        boot = _table(names, (statistic(picks) for picks in self._picks))
+        jack = _table(names, (statistic(np.delete(everything, k)) for k in everything)) \
             if self.n_simulations > 2 else np.full((0, len(names)), np.nan)
         return {name: _bca(point[name], boot[:, k], jack[:, k])
                 for k, name in enumerate(names)}
