@@ -41,8 +41,6 @@ from turbexp.uncertainty import Interval, with_interval
 
 matplotlib.use("Agg")
 
-HOLDOUT_PREDICTIONS = PREDICTIONS
-
 
 @dataclass
 class RunSummary:
