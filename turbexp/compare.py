@@ -271,15 +271,15 @@ def _colour(position: int) -> str:
 def _title(runs: list[ComparedRun], what: str) -> str:
     first = runs[0].holdout
     repeats = f" over {len(first.parts)} repeats" if len(first.parts) > 1 else ""
-    return (f"{what} on the shared holdout{repeats}\n{sizes(runs)}; 95 % bands from "
-            "resamples of whole simulations")
+    return (f"{what} on the shared holdout{repeats}\n{sizes(runs)}\n"
+            "95 % bands from resamples of whole simulations")
 
 
 def roc_figure(runs: list[ComparedRun], resamples: int = DEFAULT_RESAMPLES,
                seed: int = 0) -> Figure:
     """Every classifier's ROC curve on the shared holdout with its 95 % band (averaged over
     repeats at each false-positive rate), its AUC and interval in the legend."""
-    fig = Figure(figsize=(6, 6.4), layout="constrained")
+    fig = Figure(figsize=(6, 6.6), layout="constrained")
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
     first = runs[0].holdout
@@ -307,7 +307,7 @@ def roc_figure(runs: list[ComparedRun], resamples: int = DEFAULT_RESAMPLES,
 
 def predicted_vs_true_figure(runs: list[ComparedRun]) -> Figure:
     """Every regressor's predicted index against the true one, with the identity line."""
-    fig = Figure(figsize=(6, 6.4), layout="constrained")
+    fig = Figure(figsize=(6, 6.6), layout="constrained")
     ax = fig.add_subplot()
     values = np.concatenate([np.concatenate([r.holdout.concatenated("y_true").astype(float),
                                              r.holdout.concatenated("score")]) for r in runs])
