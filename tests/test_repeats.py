@@ -60,6 +60,11 @@ def test_repeats_nest_under_one_parent_and_aggregate(tiny: Path) -> None:
     assert metrics["holdout_roc_auc_ci95_low"] <= metrics["holdout_roc_auc"] \
         <= metrics["holdout_roc_auc_ci95_high"]
     assert parent.data.params["repeats"] == "3"
+    # the mean rests on every repeat's holdout together
+    assert int(parent.data.params["n_simulations.holdout"]) == sum(
+        int(r.data.params["n_simulations.holdout"]) for r in repeats)
+    assert int(parent.data.params["n_images.holdout"]) == sum(
+        int(r.data.params["n_images.holdout"]) for r in repeats)
     assert parent.data.tags["turbexp.model_run"] == repeats[0].info.run_id
     predictions = mlflow.artifacts.load_dict(
         f"runs:/{parent.info.run_id}/holdout/predictions.json")

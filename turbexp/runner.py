@@ -363,7 +363,9 @@ def _run_repeats(plan: ExperimentPlan, store: SimulationStore, experiment_id: st
         first = outcomes[0].run_id
         mlflow.set_tag(tracking.MODEL_RUN, first)
         mlflow.log_params({"features": plan.features.plugin.name if plan.features else "?",
-                           "estimator": plan.estimator.plugin.name if plan.estimator else "?"})
+                           "estimator": plan.estimator.plugin.name if plan.estimator else "?",
+                           "n_simulations.holdout": combined.n_simulations,
+                           "n_images.holdout": combined.n_images})
         return RunSummary(spec.name, parent.info.run_id, metric, scores[metric],
                           float(np.mean(best)) if best else None,
                           sum(o.trials for o in outcomes), combined.n_simulations,
