@@ -41,6 +41,9 @@ def test_quickstart_like_run_leaves_a_complete_mlflow_record(tiny: Path) -> None
     assert metrics["best_test_roc_auc"] == max(t.data.metrics["test_roc_auc"] for t in trials)
     tags = parent.data.tags
     assert len(tags["turbexp.campaign_hash"]) == 64
+    # the model's physical scale: quadrants of the default 10 pc box, 8 pixels a side
+    assert float(tags["turbexp.image_pc"]) == pytest.approx(5.0)
+    assert float(tags["turbexp.pixel_pc"]) == pytest.approx(5.0 / 8)
     assert "turbexp.git_commit" in tags and '"features/hog": "turbexp==' in tags["turbexp.plugins"]
 
     artifacts = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id, "reports")}

@@ -65,6 +65,11 @@ def images_from_maps(log_maps: np.ndarray, spec: ImagesSpec) -> np.ndarray:
     return np.stack(out)
 
 
+def image_side_pc(box_pc: float, spec: ImagesSpec) -> float:
+    """The physical side of one image: the whole box, or half of it for its quadrants."""
+    return box_pc / 2 if spec.cuts == 4 else box_pc
+
+
 def images_per_simulation(spec: ImagesSpec) -> int:
     return len(spec.projections) * spec.cuts * spec.flips
 

@@ -32,7 +32,13 @@ from turbexp.errors import UserError
 from turbexp.evaluation import Probe
 from turbexp.experiment import ExperimentPlan
 from turbexp.holdout import PREDICTIONS, Holdout, HoldoutPart
-from turbexp.images import ImageSet, images_from_maps, images_per_simulation, split_simulations
+from turbexp.images import (
+    ImageSet,
+    image_side_pc,
+    images_from_maps,
+    images_per_simulation,
+    split_simulations,
+)
 from turbexp.plugin_types import ReportContext
 from turbexp.progress import console, step
 from turbexp.store import SimulationStore
@@ -432,3 +438,8 @@ def _log_model(plan: ExperimentPlan, pipeline: Pipeline, example: np.ndarray) ->
             skops_trusted_types=_plugin_types(pipeline),
         )
     mlflow.set_tag(f"{tracking.TAG}.classes", json.dumps(list(plan.spec.task.classes or {})))
+    images = plan.spec.data.images
+    side = image_side_pc(plan.campaign.spec.physics.box_pc, images)
+    # the physical scale the model was trained at, for maps of other resolutions
+    mlflow.set_tags({f"{tracking.TAG}.image_pc": f"{side:.8g}",
+                     f"{tracking.TAG}.pixel_pc": f"{side / images.size:.8g}"})
