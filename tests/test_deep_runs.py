@@ -25,7 +25,7 @@ from deep_support import (
 )
 
 from turbexp.paths import optuna_storage
-from turbexp.predict import predict_maps
+from turbexp.predict import ScaleOptions, predict_maps
 from turbexp.runner import RunSummary
 
 CNN_EXPERIMENT = experiment(
@@ -131,7 +131,10 @@ def test_the_logged_model_predicts_on_new_maps(runs: Runs, tmp_path: Path) -> No
     column = 1e-2 * np.exp(np.random.default_rng(1).normal(0, 0.5, (32, 32)))
     path = tmp_path / "cloud.fits"
     fits.PrimaryHDU(column, header=fits.Header({"BUNIT": "g/cm2"})).writeto(path)
-    [result] = predict_maps(uri, [str(path)], tmp_path / "out")
+    # pixels of the training images' scale: tiles of the model's 16 pixels
+    image_pc = float(MlflowClient().get_run(runs.cnn.run_id).data.tags["turbexp.image_pc"])
+    [result] = predict_maps(uri, [str(path)], tmp_path / "out",
+                            scale=ScaleOptions(pixel_pc=image_pc / 16))
     assert result.n_tiles == 4 and result.quantity == "P(burgers)"
     assert np.all((result.values >= 0) & (result.values <= 1))
 

@@ -16,7 +16,7 @@ from conftest import TINY_CAMPAIGN, TINY_EXPERIMENT, turbexp_cli, write
 from mlflow.tracking import MlflowClient
 
 from turbexp.cli import main
-from turbexp.images import standardise
+from turbexp.images import resize_to, standardise
 from turbexp.maps import MEAN_PARTICLE_MASS_AMU, read_map, tile_map
 
 REGRESS_CAMPAIGN = """
@@ -47,7 +47,9 @@ LOGISTIC_EXPERIMENT = (TINY_EXPERIMENT.replace("name: tiny-hog-svm", "name: tiny
                        .replace("trials: 3", "trials: 1")
                        .replace("[roc, confusion_matrix, tsne]", "[]"))
 
-SIZE = 8  # the image size of both tiny experiments, so the tile size
+SIZE = 8  # the image size of both tiny experiments
+PIXEL_PC = 5.0 / SIZE  # their pixels: quadrants of the default 10 pc box, 8 pixels a side
+DISTANCE_PC = "3581"  # at which _wcs()'s 0.01° pixels are PIXEL_PC: tiles of SIZE pixels
 
 
 @dataclass
@@ -136,9 +138,11 @@ def test_classifier_predicts_every_tile_of_real_looking_maps(models: Models,
     _write_map(tmp_path / "maps" / "clean.fits", clean, wcs=_wcs())
     _write_map(tmp_path / "maps" / "border.fits", _nan_border(clean), wcs=_wcs())
     maps = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "maps").glob("*.fits"))
-    result = turbexp_cli("predict", models.classify, *maps, cwd=tmp_path, env=models.env)
+    result = turbexp_cli("predict", models.classify, *maps, "--distance", DISTANCE_PC,
+                         cwd=tmp_path, env=models.env)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
+    assert "tiles of 8 pixels = 5 pc" in result.stderr.replace("\n", " ")
 
     rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines()
             if line.count("│") > 2 and ".fits" in line}
@@ -172,6 +176,7 @@ def test_classifier_predicts_every_tile_of_real_looking_maps(models: Models,
     assert header["MODEL"] == models.classify
     assert header["QUANTITY"] == "score(burgers)" and header["TILESIZE"] == SIZE
     assert header["MASKFRAC"] == pytest.approx(0.36)
+    assert header["PIXPC"] == pytest.approx(PIXEL_PC, rel=1e-3) and header["MODELPC"] == 5.0
     # the output's WCS puts each tile at the sky position of its centre in the input map
     tile_wcs, map_wcs = WCS(header), _wcs()
     np.testing.assert_allclose(tile_wcs.pixel_to_world_values(2, 1),
@@ -183,10 +188,79 @@ def test_classifier_predicts_every_tile_of_real_looking_maps(models: Models,
 
 
 
+def _wcs_pc(pixel_pc: float, other_pc: float | None = None) -> WCS:
+    """A map's WCS in pc, as simulation maps and many processed maps carry it."""
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["LINEAR", "LINEAR"]
+    wcs.wcs.cunit = ["pc", "pc"]
+    wcs.wcs.cdelt = [pixel_pc, other_pc or pixel_pc]
+    return wcs
+
+
+def test_tiles_cover_what_the_training_images_covered(models: Models, store: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Pixels of half the training pixel's side: tiles of twice the model's size in pixels,
+    the same 5 pc, resampled to its 8 pixels as training images were resized."""
+    cloud = _column_density((48, 48), seed=4)
+    _write_map(store / "fine.fits", cloud, wcs=_wcs_pc(PIXEL_PC / 2))
+    main(["predict", models.probability, "fine.fits", "--out", "out"])
+    captured = capsys.readouterr()
+    said = captured.err.replace("\n", " ")  # what was done goes to stderr, beside warnings
+    assert "pixel 0.3125 pc (CDELT/CUNIT)" in said and "tiles of 16 pixels = 5 pc" in said
+    assert "9 / 9" in captured.out
+    rows = _read_csv(store / "out" / "predictions.csv")
+    assert {(int(r["x0"]), int(r["y0"])) for r in rows} == {(x, y) for x in (0, 16, 32)
+                                                          for y in (0, 16, 32)}
+    pipeline = mlflow.sklearn.load_model(models.probability)
+    tiles = np.stack([standardise(resize_to(np.log10(cloud[int(r["y0"]):int(r["y0"]) + 16,
+                                                           int(r["x0"]):int(r["x0"]) + 16]),
+                                            SIZE)) for r in rows])
+    np.testing.assert_allclose([float(r["prediction"]) for r in rows],
+                               pipeline.predict_proba(tiles)[:, 1], rtol=1e-6, atol=1e-6)
+    with fits.open(store / "out" / "fine_predictions.fits") as hdus:
+        assert hdus[0].header["TILESIZE"] == 16 and hdus[0].header["TILEPC"] == 5.0
+
+
+def test_a_map_of_unknown_scale_is_refused_unless_the_user_says(
+        models: Models, store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write_map(store / "bare.fits", _column_density())
+    _write_map(store / "sky.fits", _column_density(), wcs=_wcs())
+    _write_map(store / "oblong.fits", _column_density(), wcs=_wcs_pc(0.5, 0.7))
+    for name, expected in (("bare.fits", "--pixel-scale PC, or --ignore-scale"),
+                           ("sky.fits", "--distance PC"),
+                           ("oblong.fits", "not square")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["predict", models.classify, name, "--out", "out"])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert f"{name}: HDU 0" in err and expected in err, err
+        assert not (store / "out").exists()
+    main(["predict", models.classify, "bare.fits", "--out", "out", "--ignore-scale"])
+    captured = capsys.readouterr()
+    assert "--ignore-scale: tiles of 8 pixels" in captured.err and "25 / 25" in captured.out
+
+
+def test_a_model_that_records_no_scale_tiles_in_pixels_and_says_so(
+        models: Models, store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    client = MlflowClient()
+    run_id = mlflow.models.get_model_info(models.regress).run_id
+    recorded = client.get_run(run_id).data.tags["turbexp.image_pc"]
+    client.delete_tag(run_id, "turbexp.image_pc")  # as models logged before the tag existed
+    try:
+        _write_map(store / "cloud.fits", _column_density())
+        main(["predict", models.regress, "cloud.fits", "--out", "out"])
+    finally:
+        client.set_tag(run_id, "turbexp.image_pc", recorded)
+    captured = capsys.readouterr()
+    assert "records no physical scale" in captured.err.replace("\n", " ")
+    assert "25 / 25" in captured.out
+
+
 def test_regressor_gives_the_spectral_index(models: Models, store: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     _write_map(store / "cloud.fits", _column_density(seed=1), unit="cm-2")
-    main(["predict", models.regress, "cloud.fits", "--out", "out", "--max-masked", "0"])
+    main(["predict", models.regress, "cloud.fits", "--out", "out", "--max-masked", "0",
+          "--pixel-scale", str(PIXEL_PC)])
     stdout = capsys.readouterr().out
     assert "spectral index n" in stdout and "25 / 25" in stdout
     with fits.open(store / "out" / "cloud_predictions.fits") as hdus:
@@ -209,7 +283,8 @@ def _striped(data: np.ndarray) -> np.ndarray:
 def test_a_classifier_with_probabilities_gives_the_probability_of_class_1(
         models: Models, store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _write_map(store / "cloud.fits", _nan_border(_column_density(seed=2)), wcs=_wcs())
-    main(["predict", models.probability, "cloud.fits", "--max-masked", "0.5"])
+    main(["predict", models.probability, "cloud.fits", "--max-masked", "0.5",
+          "--distance", DISTANCE_PC])
     stdout = capsys.readouterr().out
     # edge tiles are half masked and kept; corner tiles, three quarters, are skipped
     assert "P(burgers)" in stdout and "21 / 25" in stdout and "0.360" in stdout
@@ -254,7 +329,8 @@ def test_a_bad_map_is_one_clear_error_and_writes_nothing(
     good = _write_map(store / "good.fits", _column_density())
     bad = make(store)
     with pytest.raises(SystemExit) as exit_:
-        main(["predict", models.classify, good.name, bad.name, "--out", "out"])
+        main(["predict", models.classify, good.name, bad.name, "--out", "out",
+              "--pixel-scale", str(PIXEL_PC)])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert where in err and what in err, err

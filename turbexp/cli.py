@@ -275,21 +275,36 @@ def plugins() -> None:
               type=click.Path(file_okay=False), help="Folder for the CSV and FITS outputs.")
 @click.option("--max-masked", type=click.FloatRange(0, 1), default=0.1, show_default=True,
               help="Skip tiles with a larger fraction of masked pixels.")
-def predict(model_uri: str, maps: tuple[str, ...], out_dir: str, max_masked: float) -> None:
-    """Spectral index n (or class probability) of column-density MAPS (FITS), tile by tile."""
+@click.option("--pixel-scale", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="PC", help="The maps' pixel side in pc (instead of their headers').")
+@click.option("--distance", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="PC", help="The clouds' distance in pc, for maps whose pixels are "
+                                 "angles.")
+@click.option("--ignore-scale", is_flag=True,
+              help="Cut tiles of the model's image size in pixels, whatever they cover.")
+def predict(model_uri: str, maps: tuple[str, ...], out_dir: str, max_masked: float,
+            pixel_scale: float | None, distance: float | None, ignore_scale: bool) -> None:
+    """Spectral index n (or class probability) of column-density MAPS (FITS), tile by tile.
+
+    Tiles cover what the model's training images covered (in pc), at each map's pixel
+    scale, and are resampled to the model's image size.
+    """
     from pathlib import Path
 
-    from turbexp.predict import predict_maps
+    from turbexp.predict import ScaleOptions, predict_maps
 
-    results = predict_maps(model_uri, list(maps), Path(out_dir), max_masked=max_masked)
+    results = predict_maps(model_uri, list(maps), Path(out_dir), max_masked=max_masked,
+                           scale=ScaleOptions(pixel_scale, distance, ignore_scale))
     table = Table(title=f"turbexp predict {model_uri}")
-    for column in ("map", "quantity", "value ± spread", "tiles used", "masked fraction",
-                   "output"):
+    for column in ("map", "quantity", "value ± spread", "tiles used", "tile",
+                   "masked fraction", "output"):
         table.add_column(column)
     for r in results:
+        tile = f"{r.tiles.size} px" if r.scale is None else \
+            f"{r.tiles.size} px = {r.scale.tile_pc:.3g} pc"
         table.add_row(str(r.observed.path), r.quantity, f"{r.mean:.4g} ± {r.spread:.2g}",
-                      f"{r.n_tiles} / {r.n_possible}", f"{r.observed.masked_fraction:.3f}",
-                      str(r.output))
+                      f"{r.n_tiles} / {r.n_possible}", tile,
+                      f"{r.observed.masked_fraction:.3f}", str(r.output))
     out.print(table)
 
 

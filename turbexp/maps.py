@@ -15,10 +15,15 @@ mass, an X-factor) cancels. Only maps whose values are not proportional to
 column density (for example a logarithm already taken) give wrong answers.
 
 NaN, ±inf, values ≤ 0 and pixels equal to the ``BLANK`` value are masked. The
-map is cut into non-overlapping square tiles of the model's image size, starting
-at pixel (0, 0); pixels beyond the last whole tile are not used. A tile with
-more than ``max_masked`` of its pixels masked is skipped; in a kept tile the
-masked pixels are filled with the mean of its valid log10 values.
+map's pixel scale, where its header gives one (``CDELT``/``CD`` with ``CUNIT``), is
+a length or an angle (:attr:`ObservedMap.pixel_scale`).
+
+The map is cut into non-overlapping square tiles of ``side`` pixels, starting at
+pixel (0, 0); pixels beyond the last whole tile are not used. A tile with more
+than ``max_masked`` of its pixels masked is skipped; in a kept tile the masked
+pixels are filled with the mean of its valid log10 values, and the tile is
+resampled to the model's image size (as training images were resized from their
+maps) before it is standardised.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from turbexp.errors import UserError
-from turbexp.images import standardise
+from turbexp.images import resize_to, standardise
 
 MEAN_PARTICLE_MASS_AMU = 2.37
 """Mean particle mass used to turn a number column density into g/cm²."""
@@ -56,6 +61,7 @@ class ObservedMap:
     unit: str  # "g/cm2" when converted, else the BUNIT as found ("" if none)
     wcs: WCS | None  # celestial WCS of the two image axes, if the header has one
     warnings: list[str] = field(default_factory=list)
+    pixel_scale: u.Quantity | None = None  # side of a pixel (a length or an angle), if given
 
     @property
     def where(self) -> str:
@@ -146,8 +152,10 @@ def _observed(path: Path, index: int, hdu: Any, raw: np.ndarray) -> ObservedMap:
     notes: list[str] = []
     factor, unit = _unit_factor(str(header.get("BUNIT", "")).strip(), notes)
     data = np.where(mask, np.nan, data * factor)
-    wcs = _celestial_wcs(header, raw.shape)
-    return ObservedMap(path, index, hdu.name, data, mask, unit, wcs, notes)
+    wcs = _image_wcs(header, raw.shape)
+    celestial = wcs if wcs is not None and wcs.celestial.naxis == 2 else None
+    return ObservedMap(path, index, hdu.name, data, mask, unit, celestial, notes,
+                       _pixel_scale(wcs, path, name))
 
 
 def _unit_factor(bunit: str, notes: list[str]) -> tuple[float, str]:
@@ -173,8 +181,8 @@ def _unit_factor(bunit: str, notes: list[str]) -> tuple[float, str]:
     return 1.0, bunit
 
 
-def _celestial_wcs(header: fits.Header, shape: tuple[int, ...]) -> WCS | None:
-    """The WCS of the two non-degenerate image axes when both are celestial, else None."""
+def _image_wcs(header: fits.Header, shape: tuple[int, ...]) -> WCS | None:
+    """The WCS of the two non-degenerate image axes, else None."""
     axes = [len(shape) - i for i, n in enumerate(shape) if n > 1][::-1]  # FITS axis numbers
     try:
         with warnings.catch_warnings():
@@ -184,30 +192,49 @@ def _celestial_wcs(header: fits.Header, shape: tuple[int, ...]) -> WCS | None:
                 wcs = wcs.sub(axes)
     except Exception:  # a malformed WCS is no reason to refuse the map
         return None
-    if wcs.naxis != 2 or wcs.celestial.naxis != 2:
+    return wcs if wcs.naxis == 2 else None
+
+
+def _pixel_scale(wcs: WCS | None, path: Path, where: str) -> u.Quantity | None:
+    """The side of one pixel, a length or an angle (None when the header gives neither);
+    pixels that are not square are refused."""
+    if wcs is None:
         return None
-    return wcs
+    try:
+        x, y = wcs.proj_plane_pixel_scales()
+    except Exception:
+        return None
+    if not any(x.unit.is_equivalent(kind) for kind in (u.pc, u.deg)) \
+            or not y.unit.is_equivalent(x.unit):
+        return None
+    x, y = abs(x), abs(y).to(x.unit)
+    if not x > 0 or abs(x - y) > 0.01 * x:
+        raise UserError(f"the pixels are not square ({x:.4g} × {y:.4g}); resample the map to "
+                        "square pixels", file=str(path), field=where)
+    return x
 
 
-def tile_map(observed: ObservedMap, size: int, max_masked: float) -> Tiles:
-    """Cut a map into ``size``×``size`` tiles and prepare those with few enough masked pixels."""
+def tile_map(observed: ObservedMap, size: int, max_masked: float,
+             side: int | None = None) -> Tiles:
+    """Cut a map into tiles of ``side`` pixels (default ``size``), prepare those with few
+    enough masked pixels and resample them to ``size``, the model's image size."""
+    side = size if side is None else side
     ny, nx = observed.data.shape
-    n_rows, n_cols = ny // size, nx // size
+    n_rows, n_cols = ny // side, nx // side
     if n_rows == 0 or n_cols == 0:
-        raise UserError(f"the map ({ny}×{nx} pixels) is smaller than one tile of {size}×{size} "
-                        "pixels (the model's image size)", file=str(observed.path),
-                        field=observed.where)
+        raise UserError(f"the map ({ny}×{nx} pixels) is smaller than one tile of {side}×{side} "
+                        "pixels", file=str(observed.path), field=observed.where)
 
     def blocks(a: np.ndarray) -> np.ndarray:
-        a = a[:n_rows * size, :n_cols * size].reshape(n_rows, size, n_cols, size)
-        return a.transpose(0, 2, 1, 3)  # (n_rows, n_cols, size, size)
+        a = a[:n_rows * side, :n_cols * side].reshape(n_rows, side, n_cols, side)
+        return a.transpose(0, 2, 1, 3)  # (n_rows, n_cols, side, side)
 
     mask = blocks(observed.mask)
     fraction = mask.mean(axis=(2, 3))
     keep = (fraction <= max_masked) & (fraction < 1)
     if not keep.any():
         raise UserError(
-            f"no {size}×{size} tile has at most {max_masked:.0%} of its pixels masked (the least "
+            f"no {side}×{side} tile has at most {max_masked:.0%} of its pixels masked (the least "
             f"masked has {fraction.min():.0%}); raise --max-masked to use them",
             file=str(observed.path), field=observed.where)
     rows, cols = np.nonzero(keep)
@@ -217,5 +244,5 @@ def tile_map(observed: ObservedMap, size: int, max_masked: float) -> Tiles:
     for tile, tile_mask in zip(logs, mask[rows, cols], strict=True):
         if tile_mask.any():
             tile = np.where(tile_mask, tile[~tile_mask].mean(), tile)
-        images.append(standardise(tile))
-    return Tiles(size, (n_rows, n_cols), np.stack(images), rows, cols, fraction[rows, cols])
+        images.append(standardise(resize_to(tile, size)))
+    return Tiles(side, (n_rows, n_cols), np.stack(images), rows, cols, fraction[rows, cols])

@@ -1,11 +1,16 @@
 """Predictions of a logged turbexp model on observed column-density maps, tile by tile.
 
-Each map is cut into tiles of the model's image size (see :mod:`turbexp.maps`);
-a regression model gives the spectral index n of every tile, a classifier the
-probability of class 1 (or its decision score when the model has no
-probabilities). Per map, the mean and standard deviation over its tiles are
-reported; the spread shows how much the answer varies across the cloud, it is
-not a calibrated uncertainty.
+Each map is cut into tiles that cover what the model's training images covered
+(``turbexp.image_pc`` of its run), at the map's own pixel scale (its header's
+``CDELT``/``CUNIT`` in a length, or an angle and ``--distance``, or
+``--pixel-scale``), and each tile is resampled to the model's image size (see
+:mod:`turbexp.maps`). A map whose scale is unknown is refused unless the user
+gives it or opts out (``--ignore-scale``: tiles of the model's image size in
+pixels, whatever they cover). A regression model gives the spectral index n of
+every tile, a classifier the probability of class 1 (or its decision score when
+the model has no probabilities). Per map, the mean and standard deviation over
+its tiles are reported; the spread shows how much the answer varies across the
+cloud, it is not a calibrated uncertainty.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from astropy import units as u
 
 from turbexp.errors import UserError, gather
 from turbexp.files import atomic_write
@@ -41,6 +47,7 @@ class ModelDescription:
     run_id: str
     size: int  # image side in pixels, from the signature
     classes: list[str]  # class names in label order; empty for a regression model
+    image_pc: float | None = None  # physical side of a training image (None: not recorded)
 
     @property
     def classifies(self) -> bool:
@@ -56,6 +63,7 @@ class MapPrediction:
     values: np.ndarray  # (k,) one prediction per kept tile
     quantity: str  # "spectral index n", "P(<class 1>)" or "score(<class 1>)"
     output: Path  # the FITS map of per-tile predictions
+    scale: MapScale | None = None  # how the tiles were sized (None: in pixels)
 
     @property
     def mean(self) -> float:
@@ -79,6 +87,65 @@ class MapPrediction:
         grid = np.full(self.tiles.grid, np.nan)
         grid[self.tiles.rows, self.tiles.cols] = self.values
         return grid
+
+
+@dataclass(frozen=True)
+class MapScale:
+    """The physical scale a map was tiled at."""
+
+    pixel_pc: float  # side of one map pixel
+    source: str  # where it came from: the header's keys, or --pixel-scale
+    side: int  # tile side in map pixels
+    image_pc: float  # side of the model's training images
+
+    @property
+    def tile_pc(self) -> float:
+        return self.side * self.pixel_pc
+
+    def describe(self, size: int) -> str:
+        """What was done, for the terminal."""
+        return (f"pixel {self.pixel_pc:.4g} pc ({self.source}); tiles of {self.side} pixels "
+                f"= {self.tile_pc:.4g} pc, resampled to {size} pixels as the model's "
+                f"{self.image_pc:.4g} pc training images")
+
+
+@dataclass(frozen=True)
+class ScaleOptions:
+    """What the user said about the maps' scale."""
+
+    pixel_pc: float | None = None  # --pixel-scale: every map's pixel side in pc
+    distance_pc: float | None = None  # --distance: turns an angular pixel scale into pc
+    ignore: bool = False  # --ignore-scale: tiles of the model's image size in pixels
+
+
+def map_scale(observed: ObservedMap, description: ModelDescription,
+              options: ScaleOptions) -> MapScale | None:
+    """The scale to tile ``observed`` at, or None to tile in the model's pixels (the user
+    opted out, or the model records no scale); a map of unknown scale is one clear error."""
+    if options.ignore or description.image_pc is None:
+        return None
+    where = {"file": str(observed.path), "field": observed.where}
+    if options.pixel_pc is not None:
+        pixel, source = options.pixel_pc, "--pixel-scale"
+    elif observed.pixel_scale is None:
+        raise UserError("the map's pixel scale is unknown (no CDELT/CD with CUNIT in its "
+                        f"header); give it with --pixel-scale PC, or --ignore-scale to cut "
+                        f"tiles of the model's {description.size} pixels whatever they cover",
+                        **where)
+    elif observed.pixel_scale.unit.is_equivalent(u.pc):
+        pixel, source = float(observed.pixel_scale.to_value(u.pc)), "CDELT/CUNIT"
+    elif options.distance_pc is None:
+        raise UserError(f"the map's pixels are angles ({observed.pixel_scale:.4g}); give the "
+                        "cloud's distance with --distance PC to turn them into pc", **where)
+    else:
+        pixel = options.distance_pc * float(observed.pixel_scale.to_value(u.rad))
+        source = f"CDELT/CUNIT at {options.distance_pc:g} pc"
+    side = round(description.image_pc / pixel)
+    if side < 2:
+        raise UserError(f"a pixel of {pixel:.4g} pc is coarser than half the model's "
+                        f"{description.image_pc:.4g} pc images: the map cannot be tiled at "
+                        "their scale", **where)
+    return MapScale(pixel, source, side, description.image_pc)
 
 
 @contextmanager
@@ -133,7 +200,13 @@ def describe_model(uri: str) -> ModelDescription:
                         f"JSON list: {tag!r}", field=FIELD) from None
     if len(classes) == 1:
         raise UserError(not_ours + f"its run {info.run_id} names one class only", field=FIELD)
-    return ModelDescription(uri, info.run_id, size, classes)
+    recorded = run.data.tags.get("turbexp.image_pc")
+    try:
+        image_pc = float(recorded) if recorded is not None else None
+    except ValueError:
+        raise UserError(not_ours + f"the tag turbexp.image_pc of run {info.run_id} is not a "
+                        f"number: {recorded!r}", field=FIELD) from None
+    return ModelDescription(uri, info.run_id, size, classes, image_pc)
 
 
 def _image_size(signature: Any) -> int | None:
@@ -175,31 +248,44 @@ def score(pipeline: Any, description: ModelDescription,
     return np.asarray(pipeline.predict(images), dtype=np.float64), f"label (1 = {name})"
 
 
-def predict_maps(uri: str, paths: list[str], out_dir: Path,
-                 max_masked: float = 0.1) -> list[MapPrediction]:
+def predict_maps(uri: str, paths: list[str], out_dir: Path, max_masked: float = 0.1,
+                 scale: ScaleOptions | None = None) -> list[MapPrediction]:
     """Predict every map and write the CSV and FITS outputs to ``out_dir``.
 
     Everything is checked (the model, then every map) before anything is written.
     """
     description = describe_model(uri)
+    options = scale or ScaleOptions()
 
-    def prepare(path: str) -> tuple[ObservedMap, Tiles]:
+    def prepare(path: str) -> tuple[ObservedMap, Tiles, MapScale | None]:
         observed = read_map(path)
-        return observed, tile_map(observed, description.size, max_masked)
+        chosen = map_scale(observed, description, options)
+        side = description.size if chosen is None else chosen.side
+        return observed, tile_map(observed, description.size, max_masked, side), chosen
 
     prepared = gather(prepare, paths)
-    maps = [observed for observed, _ in prepared]
+    maps = [observed for observed, *_ in prepared]
     _check_unique_stems(maps)
-    for observed in maps:
+    if description.image_pc is None and not options.ignore:
+        console.print(f"[yellow]warning:[/] the model records no physical scale: tiles of "
+                      f"{description.size} pixels, whatever they cover", soft_wrap=True)
+    for observed, _, chosen in prepared:
         for note in observed.warnings:
             console.print(f"[yellow]warning:[/] {observed.path}: {note}", soft_wrap=True,
                           highlight=False)
+        if chosen is not None:
+            console.print(f"{observed.path}: {chosen.describe(description.size)}",
+                          soft_wrap=True, highlight=False)
+        elif options.ignore:
+            console.print(f"{observed.path}: --ignore-scale: tiles of {description.size} "
+                          "pixels, whatever they cover", soft_wrap=True, highlight=False)
     pipeline = load_pipeline(description)
     results = []
-    for observed, tiled in prepared:
+    for observed, tiled, chosen in prepared:
         values, quantity = score(pipeline, description, tiled.images)
         results.append(MapPrediction(observed, tiled, values, quantity,
-                                     out_dir / f"{observed.path.stem}_predictions.fits"))
+                                     out_dir / f"{observed.path.stem}_predictions.fits",
+                                     chosen))
     out_dir.mkdir(parents=True, exist_ok=True)
     for result in results:
         _write_fits(result, uri, max_masked)
@@ -241,6 +327,10 @@ def _write_fits(result: MapPrediction, uri: str, max_masked: float) -> None:
     header["MODEL"] = (uri, "MLflow model URI")
     header["QUANTITY"] = (result.quantity, "predicted per tile")
     header["TILESIZE"] = (size, "tile side in pixels of the input map")
+    if result.scale is not None:
+        header["PIXPC"] = (result.scale.pixel_pc, "pixel side of the input map, pc")
+        header["TILEPC"] = (result.scale.tile_pc, "tile side, pc")
+        header["MODELPC"] = (result.scale.image_pc, "side of the model's training images, pc")
     header["MAXMASK"] = (max_masked, "tiles with a larger masked fraction are NaN")
     header["MAPFILE"] = (observed.path.name, "input map")
     header["MAPHDU"] = (observed.hdu, "HDU of the input map")
