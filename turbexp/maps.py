@@ -61,7 +61,8 @@ class ObservedMap:
     unit: str  # "g/cm2" when converted, else the BUNIT as found ("" if none)
     wcs: WCS | None  # celestial WCS of the two image axes, if the header has one
     warnings: list[str] = field(default_factory=list)
-    pixel_scale: u.Quantity | None = None  # side of a pixel (a length or an angle), if given
+    pixel_scale: tuple[u.Quantity, u.Quantity] | None = None  # pixel sides (x, y): lengths
+    # or angles, if the header gives them
 
     @property
     def where(self) -> str:
@@ -155,7 +156,7 @@ def _observed(path: Path, index: int, hdu: Any, raw: np.ndarray) -> ObservedMap:
     wcs = _image_wcs(header, raw.shape)
     celestial = wcs if wcs is not None and wcs.celestial.naxis == 2 else None
     return ObservedMap(path, index, hdu.name, data, mask, unit, celestial, notes,
-                       _pixel_scale(wcs, path, name))
+                       _pixel_scale(wcs))
 
 
 def _unit_factor(bunit: str, notes: list[str]) -> tuple[float, str]:
@@ -195,9 +196,9 @@ def _image_wcs(header: fits.Header, shape: tuple[int, ...]) -> WCS | None:
     return wcs if wcs.naxis == 2 else None
 
 
-def _pixel_scale(wcs: WCS | None, path: Path, where: str) -> u.Quantity | None:
-    """The side of one pixel, a length or an angle (None when the header gives neither);
-    pixels that are not square are refused."""
+def _pixel_scale(wcs: WCS | None) -> tuple[u.Quantity, u.Quantity] | None:
+    """The sides of one pixel along x and y, both lengths or both angles (None when the
+    header gives neither)."""
     if wcs is None:
         return None
     try:
@@ -207,11 +208,7 @@ def _pixel_scale(wcs: WCS | None, path: Path, where: str) -> u.Quantity | None:
     if not any(x.unit.is_equivalent(kind) for kind in (u.pc, u.deg)) \
             or not y.unit.is_equivalent(x.unit):
         return None
-    x, y = abs(x), abs(y).to(x.unit)
-    if not x > 0 or abs(x - y) > 0.01 * x:
-        raise UserError(f"the pixels are not square ({x:.4g} × {y:.4g}); resample the map to "
-                        "square pixels", file=str(path), field=where)
-    return x
+    return abs(x), abs(y).to(x.unit)
 
 
 def tile_map(observed: ObservedMap, size: int, max_masked: float,

@@ -132,14 +132,19 @@ def map_scale(observed: ObservedMap, description: ModelDescription,
                         f"header); give it with --pixel-scale PC, or --ignore-scale to cut "
                         f"tiles of the model's {description.size} pixels whatever they cover",
                         **where)
-    elif observed.pixel_scale.unit.is_equivalent(u.pc):
-        pixel, source = float(observed.pixel_scale.to_value(u.pc)), "CDELT/CUNIT"
-    elif options.distance_pc is None:
-        raise UserError(f"the map's pixels are angles ({observed.pixel_scale:.4g}); give the "
-                        "cloud's distance with --distance PC to turn them into pc", **where)
     else:
-        pixel = options.distance_pc * float(observed.pixel_scale.to_value(u.rad))
-        source = f"CDELT/CUNIT at {options.distance_pc:g} pc"
+        x, y = observed.pixel_scale
+        if not x > 0 or abs(x - y) > 0.01 * x:
+            raise UserError(f"the pixels are not square ({x:.4g} × {y:.4g}); resample the map "
+                            "to square pixels, or give --pixel-scale PC", **where)
+        if x.unit.is_equivalent(u.pc):
+            pixel, source = float(x.to_value(u.pc)), "CDELT/CUNIT"
+        elif options.distance_pc is None:
+            raise UserError(f"the map's pixels are angles ({x:.4g}); give the cloud's distance "
+                            "with --distance PC to turn them into pc", **where)
+        else:
+            pixel = options.distance_pc * float(x.to_value(u.rad))
+            source = f"CDELT/CUNIT at {options.distance_pc:g} pc"
     side = round(description.image_pc / pixel)
     if side < 2:
         raise UserError(f"a pixel of {pixel:.4g} pc is coarser than half the model's "
