@@ -156,7 +156,16 @@ def test_classifier_predicts_every_tile_of_real_looking_maps(models: Models,
     table = _read_csv(out / "predictions.csv")
     assert len(table) == 25 + 9
     assert sorted(p.name for p in out.iterdir()) == [
-        "border_predictions.fits", "clean_predictions.fits", "predictions.csv"]
+        "border_predictions.fits", "clean_predictions.fits", "maps.csv", "predictions.csv"]
+    # one row per map: the mean and spread of its tiles' predictions, and how it was tiled
+    summary = {r["map"]: r for r in _read_csv(out / "maps.csv")}
+    assert set(summary) == {"maps/border.fits", "maps/clean.fits"}
+    for name, row in summary.items():
+        values = [float(r["prediction"]) for r in table if r["map"] == name]
+        assert float(row["mean"]) == pytest.approx(np.mean(values), rel=1e-6)
+        assert float(row["spread"]) == pytest.approx(np.std(values), rel=1e-6, abs=1e-9)
+        assert int(row["tiles"]) == len(values) and row["tiles_possible"] == "25"
+        assert row["tile_pixels"] == "8" and float(row["tile_pc"]) == pytest.approx(5.0, 1e-3)
 
     # each prediction is the model's on the tile's standardised log10 column density
     pipeline = mlflow.sklearn.load_model(models.classify)

@@ -37,6 +37,9 @@ from turbexp.progress import console
 FIELD = "MODEL_URI"
 CSV_NAME = "predictions.csv"
 CSV_COLUMNS = ("map", "tile_row", "tile_col", "x0", "y0", "masked_fraction", "prediction")
+SUMMARY_NAME = "maps.csv"
+SUMMARY_COLUMNS = ("map", "quantity", "mean", "spread", "tiles", "tiles_possible",
+                   "masked_fraction", "tile_pixels", "pixel_pc", "tile_pc")
 
 
 @dataclass
@@ -295,6 +298,7 @@ def predict_maps(uri: str, paths: list[str], out_dir: Path, max_masked: float = 
     for result in results:
         _write_fits(result, uri, max_masked)
     _write_csv(results, out_dir / CSV_NAME)
+    _write_summary(results, out_dir / SUMMARY_NAME)
     return results
 
 
@@ -319,6 +323,20 @@ def _write_csv(results: list[MapPrediction], target: Path) -> None:
                                                    r.values, strict=True):
             writer.writerow([str(r.observed.path), int(row), int(col), int(x0), int(y0),
                              f"{masked:.6g}", f"{value:.8g}"])
+    atomic_write(target, lambda handle: handle.write(text.getvalue().encode()))
+
+
+def _write_summary(results: list[MapPrediction], target: Path) -> None:
+    """One row per map: the mean and spread over its tiles, and how it was tiled."""
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(SUMMARY_COLUMNS)
+    for r in results:
+        scale = r.scale
+        writer.writerow([str(r.observed.path), r.quantity, f"{r.mean:.8g}", f"{r.spread:.8g}",
+                         r.n_tiles, r.n_possible, f"{r.observed.masked_fraction:.6g}",
+                         r.tiles.size, "" if scale is None else f"{scale.pixel_pc:.8g}",
+                         "" if scale is None else f"{scale.tile_pc:.8g}"])
     atomic_write(target, lambda handle: handle.write(text.getvalue().encode()))
 
 
