@@ -20,7 +20,7 @@ import io
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,8 +297,8 @@ def predict_maps(uri: str, paths: list[str], out_dir: Path, max_masked: float = 
     out_dir.mkdir(parents=True, exist_ok=True)
     for result in results:
         _write_fits(result, uri, max_masked)
-    _write_csv(results, out_dir / CSV_NAME)
-    _write_summary(results, out_dir / SUMMARY_NAME)
+    _write_csv(out_dir / CSV_NAME, CSV_COLUMNS, _tile_rows(results))
+    _write_csv(out_dir / SUMMARY_NAME, SUMMARY_COLUMNS, _map_rows(results))
     return results
 
 
@@ -313,31 +313,34 @@ def _check_unique_stems(maps: list[ObservedMap]) -> None:
         seen[stem] = observed.path
 
 
-def _write_csv(results: list[MapPrediction], target: Path) -> None:
+def _write_csv(target: Path, columns: tuple[str, ...], rows: Iterable[list[Any]]) -> None:
+    """A CSV file of ``columns`` and ``rows``, written atomically."""
     text = io.StringIO()
     writer = csv.writer(text)
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(columns)
+    writer.writerows(rows)
+    atomic_write(target, lambda handle: handle.write(text.getvalue().encode()))
+
+
+def _tile_rows(results: list[MapPrediction]) -> Iterator[list[Any]]:
+    """One row per kept tile of every map (:data:`CSV_COLUMNS`)."""
     for r in results:
         t = r.tiles
         for row, col, x0, y0, masked, value in zip(t.rows, t.cols, t.x0, t.y0, t.masked,
                                                    r.values, strict=True):
-            writer.writerow([str(r.observed.path), int(row), int(col), int(x0), int(y0),
-                             f"{masked:.6g}", f"{value:.8g}"])
-    atomic_write(target, lambda handle: handle.write(text.getvalue().encode()))
+            yield [str(r.observed.path), int(row), int(col), int(x0), int(y0),
+                   f"{masked:.6g}", f"{value:.8g}"]
 
 
-def _write_summary(results: list[MapPrediction], target: Path) -> None:
-    """One row per map: the mean and spread over its tiles, and how it was tiled."""
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(SUMMARY_COLUMNS)
+def _map_rows(results: list[MapPrediction]) -> Iterator[list[Any]]:
+    """One row per map: the mean and spread over its tiles, and how it was tiled
+    (:data:`SUMMARY_COLUMNS`)."""
     for r in results:
         scale = r.scale
-        writer.writerow([str(r.observed.path), r.quantity, f"{r.mean:.8g}", f"{r.spread:.8g}",
-                         r.n_tiles, r.n_possible, f"{r.observed.masked_fraction:.6g}",
-                         r.tiles.size, "" if scale is None else f"{scale.pixel_pc:.8g}",
-                         "" if scale is None else f"{scale.tile_pc:.8g}"])
-    atomic_write(target, lambda handle: handle.write(text.getvalue().encode()))
+        yield [str(r.observed.path), r.quantity, f"{r.mean:.8g}", f"{r.spread:.8g}",
+               r.n_tiles, r.n_possible, f"{r.observed.masked_fraction:.6g}", r.tiles.size,
+               "" if scale is None else f"{scale.pixel_pc:.8g}",
+               "" if scale is None else f"{scale.tile_pc:.8g}"]
 
 
 def _write_fits(result: MapPrediction, uri: str, max_masked: float) -> None:
