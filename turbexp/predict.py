@@ -232,15 +232,13 @@ def _image_size(signature: Any) -> int | None:
 
 def load_pipeline(description: ModelDescription) -> Any:
     """The fitted scikit-learn pipeline (skops format; the trusted types come with the model)."""
-    import mlflow.sklearn
-    from mlflow.exceptions import MlflowException
+    from turbexp import tracking
 
     try:
         with _quiet_mlflow():
-            return mlflow.sklearn.load_model(description.uri)
-    except (MlflowException, OSError, ValueError, TypeError) as exc:
-        raise UserError(f"cannot load the model at {description.uri!r}: {exc}",
-                        field=FIELD) from None
+            return tracking.load_pipeline(description.uri)
+    except ValueError as exc:
+        raise UserError(str(exc), field=FIELD) from None
 
 
 def score(pipeline: Any, description: ModelDescription,
