@@ -88,12 +88,18 @@ def run(files: tuple[str, ...], jobs: int | None, assignments: tuple[str, ...],
 
         render(estimate(plans), out)
         return
-    from turbexp.runner import run_experiment
+    from turbexp.runner import run_experiment, unavailable
     from turbexp.store import SimulationStore
 
     store = SimulationStore(cache_dir())
-    summaries = [run_experiment(p, store, jobs=jobs,
-                                show_progress=not no_progress) for p in plans]
+    summaries, skipped = [], {}
+    for plan in plans:
+        reason = unavailable(plan, store)
+        if reason is not None:
+            skipped[plan.spec.name] = reason
+            out.print(f"[yellow]skipped[/] {plan.spec.name}: {reason}", soft_wrap=True)
+            continue
+        summaries.append(run_experiment(plan, store, jobs=jobs, show_progress=not no_progress))
     table = Table(title="turbexp run (95 % intervals: bootstrap over holdout simulations)")
     for column in ("experiment", "holdout metric", "value [95 % interval]", "best test",
                    "trials", "holdout", "MLflow run"):
@@ -105,6 +111,8 @@ def run(files: tuple[str, ...], jobs: int | None, assignments: tuple[str, ...],
         table.add_row(s.experiment, s.metric, value,
                       "" if s.best_test is None else f"{s.best_test:.4g}", str(s.trials),
                       f"{s.n_simulations} sims, {s.n_images} images", s.run_id)
+    for name, reason in skipped.items():
+        table.add_row(name, "skipped", reason, "", "", "", "")
     out.print(table)
 
 

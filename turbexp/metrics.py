@@ -98,3 +98,24 @@ def linear_fit(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
         return {"slope": float("nan"), "intercept": float("nan"), "bias": bias}
     slope, intercept = np.polyfit(truth, predicted, 1)
     return {"slope": float(slope), "intercept": float(intercept), "bias": bias}
+
+
+def brier(y_true: np.ndarray, probability: np.ndarray) -> float:
+    """Mean squared difference between the class-1 probability and the outcome (0 or 1)."""
+    truth = (np.asarray(y_true).ravel() == 1).astype(np.float64)
+    p = np.asarray(probability, dtype=np.float64).ravel()
+    return float(np.mean((p - truth) ** 2)) if len(p) else float("nan")
+
+
+def expected_calibration_error(y_true: np.ndarray, probability: np.ndarray,
+                               bins: int = 10) -> float:
+    """The gap between predicted probability and observed frequency of class 1, averaged
+    over ``bins`` equal-width probability bins weighted by their share of the images."""
+    truth = (np.asarray(y_true).ravel() == 1).astype(np.float64)
+    p = np.asarray(probability, dtype=np.float64).ravel()
+    if not len(p):
+        return float("nan")
+    which = np.clip((p * bins).astype(np.int64), 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, truth, bins) - np.bincount(which, p, bins))
+    return float(gap.sum() / count.sum())

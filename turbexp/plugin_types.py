@@ -215,6 +215,12 @@ class Report(Plugin):
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         raise NotImplementedError
 
+    def test_campaigns(self, params: PluginParams) -> list[str]:
+        """Campaign files (relative to the experiment file) the report must score on; an
+        experiment whose test campaigns can be neither found in the cache nor simulated
+        here is skipped (:func:`turbexp.runner.unavailable`)."""
+        return []
+
 
 KINDS: dict[str, type[Plugin]] = {
     "simulator": Simulator,

@@ -27,7 +27,7 @@ from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
 from turbexp import interrupt, tracking, training
-from turbexp.campaign import PlannedSimulation, run_campaign
+from turbexp.campaign import PlannedSimulation, plan_campaign, run_campaign
 from turbexp.errors import UserError
 from turbexp.evaluation import Probe
 from turbexp.experiment import ExperimentPlan
@@ -117,6 +117,24 @@ def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
             raise UserError(f"no simulation of the {name} split is available; see the failed "
                             "simulations above", file=str(plan.path), field="data.split")
     return data
+
+
+def unavailable(plan: ExperimentPlan, store: SimulationStore) -> str | None:
+    """Why ``plan`` cannot run here, or None: a report's test campaign (RAMSES runs, say)
+    has simulations missing from the cache that its simulator cannot make on this machine."""
+    for report in plan.reports:
+        for path in report.plugin.create().test_campaigns(report.params):
+            campaign = plan_campaign((plan.path.parent / path).resolve(), scale=plan.scale)
+            missing = sum(not store.verify(s.key) for s in campaign.simulations)
+            if not missing:
+                continue
+            try:
+                campaign.simulator.create().check(campaign.simulator_params, campaign.spec.grid)
+            except ValueError as exc:
+                return (f"report {report.plugin.name!r} needs {campaign.path.name} "
+                        f"({missing} of {len(campaign.simulations)} simulations not in the "
+                        f"cache): {exc}")
+    return None
 
 
 def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int | None = None,
