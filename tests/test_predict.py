@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from mlflow.tracking import MlflowClient
 from turbexp.cli import main
 from turbexp.images import resize_to, standardise
 from turbexp.maps import MEAN_PARTICLE_MASS_AMU, read_map, tile_map
+from turbexp.observation import observe
+from turbexp.spec import ObservationSpec
 
 REGRESS_CAMPAIGN = """
 name: spread
@@ -418,3 +421,40 @@ def test_the_unit_does_not_change_the_prediction(tmp_path: Path) -> None:
               for name in ("g.fits", "n.fits", "other.fits")]
     np.testing.assert_allclose(images[0], images[1], atol=1e-5)
     np.testing.assert_allclose(images[0], images[2], atol=1e-5)
+
+
+def test_a_model_trained_through_a_beam_sees_maps_through_it(
+        models: Models, store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The beam recorded with the model smooths each map at the map's own pixel scale
+    (masked pixels left out) before it is tiled; without a known scale it cannot."""
+    client = MlflowClient()
+    run_id = mlflow.models.get_model_info(models.probability).run_id
+    client.set_tag(run_id, "turbexp.beam_fwhm_pc", "1.25")  # as data.observation logs it
+    try:
+        cloud = _nan_border(_column_density((40, 40), seed=6), width=2)
+        _write_map(store / "cloud.fits", cloud, wcs=_wcs_pc(PIXEL_PC))
+        main(["predict", models.probability, "cloud.fits", "--out", "out"])
+        said = capsys.readouterr().err.replace("\n", " ")
+        assert "smoothed by the model's 1.25 pc beam (FWHM) first" in said
+        with pytest.raises(SystemExit) as exit_:
+            main(["predict", models.probability, "cloud.fits", "--out", "other",
+                  "--ignore-scale"])
+        assert exit_.value.code == 2
+        assert "--ignore-scale cannot be used with it" in capsys.readouterr().err
+        assert not (store / "other").exists()
+    finally:
+        client.set_tag(run_id, "turbexp.beam_fwhm_pc", "0")
+    seen = observe(cloud, PIXEL_PC, ObservationSpec(beam_fwhm_pc=1.25), periodic=False)
+    observed = read_map(str(store / "cloud.fits"))
+    expected = tile_map(dataclasses.replace(observed, data=seen), SIZE, 0.1)
+    pipeline = mlflow.sklearn.load_model(models.probability)
+    rows = _read_csv(store / "out" / "predictions.csv")
+    np.testing.assert_allclose([float(r["prediction"]) for r in rows],
+                               pipeline.predict_proba(expected.images)[:, 1], rtol=1e-6)
+    # and the smoothing made a difference: the unsmoothed tiles predict otherwise
+    raw = pipeline.predict_proba(tile_map(observed, SIZE, 0.1).images)[:, 1]
+    assert not np.allclose(raw, [float(r["prediction"]) for r in rows], rtol=1e-3)
+    [summary] = _read_csv(store / "out" / "maps.csv")
+    assert float(summary["beam_fwhm_pc"]) == 1.25
+    with fits.open(store / "out" / "cloud_predictions.fits") as hdus:
+        assert hdus[0].header["BEAMPC"] == 1.25

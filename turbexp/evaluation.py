@@ -18,6 +18,7 @@ from scipy.ndimage import gaussian_filter
 from turbexp.campaign import PlannedSimulation, plan_campaign, run_campaign
 from turbexp.holdout import Holdout, HoldoutPart
 from turbexp.images import images_from_maps, images_per_simulation, resize_to
+from turbexp.observation import observe
 from turbexp.store import SimulationStore
 from turbexp.uncertainty import Interval
 
@@ -28,11 +29,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Simulation:
-    """One simulation's log10 column density maps (3, N, N), index and stored metadata."""
+    """One simulation's column density maps (3, N, N), index, stored metadata and the
+    side of one map pixel (pc)."""
 
     maps: np.ndarray
     index: float
     metadata: dict[str, Any]
+    pixel_pc: float
 
 
 def zoom_maps(log_maps: np.ndarray, factor: float) -> np.ndarray:
@@ -112,13 +115,17 @@ class Probe:
 
     def _load(self, sim: PlannedSimulation) -> Simulation:
         stored = self.store.get(sim.key)
-        return Simulation(stored.column_density, sim.request.index, dict(stored.metadata))
+        return Simulation(stored.column_density, sim.request.index, dict(stored.metadata),
+                          sim.request.physics.box_pc / sim.request.grid)
 
     def images(self, simulation: Simulation, *, zoom: float = 1.0,
                smoothing: float = 0.0) -> np.ndarray:
-        """The experiment's images of one simulation, after an optional smoothing (on the
-        column density, as a telescope beam acts) and zoom (on the log maps)."""
-        log_maps = np.log10(smooth_maps(simulation.maps, smoothing))
+        """The experiment's images of one simulation seen through its observation model,
+        after an optional further smoothing (on the column density, as a telescope beam
+        acts) and zoom (on the log maps)."""
+        observed = observe(simulation.maps, simulation.pixel_pc,
+                           self.plan.spec.data.observation)
+        log_maps = np.log10(smooth_maps(observed, smoothing))
         if zoom != 1.0:
             log_maps = zoom_maps(log_maps, zoom)
         return images_from_maps(log_maps, self.plan.spec.data.images)

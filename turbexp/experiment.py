@@ -14,7 +14,7 @@ from turbexp.metrics import METRICS, direction
 from turbexp.params import ParamPlan, plan_params
 from turbexp.plugin_types import PluginParams
 from turbexp.plugins import PluginInfo, registry
-from turbexp.spec import ExperimentSpec, validate
+from turbexp.spec import ExperimentSpec, ObservationSpec, validate
 from turbexp.store import content_hash
 from turbexp.yamlfile import YamlDocument, load_yaml
 
@@ -56,18 +56,23 @@ class ExperimentPlan:
     @property
     def spec_hash(self) -> str:
         """Changes when the experiment or the data it uses changes."""
-        return content_hash({"spec": self.spec.model_dump(mode="json"),
-                             "campaign": self.campaign.content_hash})
+        spec = self.spec.model_dump(mode="json")
+        if self.spec.data.observation == ObservationSpec():  # as before observations existed
+            del spec["data"]["observation"]
+        return content_hash({"spec": spec, "campaign": self.campaign.content_hash})
 
     @property
     def data_hash(self) -> str:
         """Changes when the images, their split or the task change: a model trained on
         one experiment scores another's holdout only when both share it."""
         spec = self.spec
-        return content_hash({"campaign": self.campaign.content_hash,
-                             "images": spec.data.images.model_dump(mode="json"),
-                             "split": spec.data.split.model_dump(mode="json"),
-                             "task": spec.task.model_dump(mode="json")})
+        parts = {"campaign": self.campaign.content_hash,
+                 "images": spec.data.images.model_dump(mode="json"),
+                 "split": spec.data.split.model_dump(mode="json"),
+                 "task": spec.task.model_dump(mode="json")}
+        if spec.data.observation != ObservationSpec():
+            parts["observation"] = spec.data.observation.model_dump(mode="json")
+        return content_hash(parts)
 
     @property
     def study_name(self) -> str:

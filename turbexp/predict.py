@@ -16,6 +16,7 @@ cloud, it is not a calibrated uncertainty.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -32,14 +33,16 @@ from astropy import units as u
 from turbexp.errors import UserError, gather
 from turbexp.files import atomic_write
 from turbexp.maps import ObservedMap, Tiles, read_map, tile_map
+from turbexp.observation import observe
 from turbexp.progress import console
+from turbexp.spec import ObservationSpec
 
 FIELD = "MODEL_URI"
 CSV_NAME = "predictions.csv"
 CSV_COLUMNS = ("map", "tile_row", "tile_col", "x0", "y0", "masked_fraction", "prediction")
 SUMMARY_NAME = "maps.csv"
 SUMMARY_COLUMNS = ("map", "quantity", "mean", "spread", "tiles", "tiles_possible",
-                   "masked_fraction", "tile_pixels", "pixel_pc", "tile_pc")
+                   "masked_fraction", "tile_pixels", "pixel_pc", "tile_pc", "beam_fwhm_pc")
 
 
 @dataclass
@@ -51,6 +54,7 @@ class ModelDescription:
     size: int  # image side in pixels, from the signature
     classes: list[str]  # class names in label order; empty for a regression model
     image_pc: float | None = None  # physical side of a training image (None: not recorded)
+    beam_fwhm_pc: float = 0.0  # the observation model's beam the model was trained through
 
     @property
     def classifies(self) -> bool:
@@ -67,6 +71,7 @@ class MapPrediction:
     quantity: str  # "spectral index n", "P(<class 1>)" or "score(<class 1>)"
     output: Path  # the FITS map of per-tile predictions
     scale: MapScale | None = None  # how the tiles were sized (None: in pixels)
+    beam_fwhm_pc: float = 0.0  # the beam the map was smoothed by before tiling
 
     @property
     def mean(self) -> float:
@@ -214,7 +219,13 @@ def describe_model(uri: str) -> ModelDescription:
     except ValueError:
         raise UserError(not_ours + f"the tag turbexp.image_pc of run {info.run_id} is not a "
                         f"number: {recorded!r}", field=FIELD) from None
-    return ModelDescription(uri, info.run_id, size, classes, image_pc)
+    beam = run.data.tags.get("turbexp.beam_fwhm_pc", "0")
+    try:
+        beam_fwhm_pc = float(beam)
+    except ValueError:
+        raise UserError(not_ours + f"the tag turbexp.beam_fwhm_pc of run {info.run_id} is not "
+                        f"a number: {beam!r}", field=FIELD) from None
+    return ModelDescription(uri, info.run_id, size, classes, image_pc, beam_fwhm_pc)
 
 
 def _image_size(signature: Any) -> int | None:
@@ -254,6 +265,21 @@ def score(pipeline: Any, description: ModelDescription,
     return np.asarray(pipeline.predict(images), dtype=np.float64), f"label (1 = {name})"
 
 
+def through_beam(observed: ObservedMap, description: ModelDescription,
+                 scale: MapScale | None) -> ObservedMap:
+    """The map seen through the beam the model was trained with, at the map's own pixel
+    scale; a model with a beam needs that scale."""
+    if description.beam_fwhm_pc == 0:
+        return observed
+    if scale is None:
+        raise UserError(f"the model was trained through a {description.beam_fwhm_pc:g} pc "
+                        "beam, which needs the map's pixel scale: --ignore-scale cannot be "
+                        "used with it", file=str(observed.path), field=observed.where)
+    seen = observe(observed.data, scale.pixel_pc,
+                   ObservationSpec(beam_fwhm_pc=description.beam_fwhm_pc), periodic=False)
+    return dataclasses.replace(observed, data=seen)
+
+
 def predict_maps(uri: str, paths: list[str], out_dir: Path, max_masked: float = 0.1,
                  scale: ScaleOptions | None = None) -> list[MapPrediction]:
     """Predict every map and write the CSV and FITS outputs to ``out_dir``.
@@ -267,7 +293,8 @@ def predict_maps(uri: str, paths: list[str], out_dir: Path, max_masked: float = 
         observed = read_map(path)
         chosen = map_scale(observed, description, options)
         side = description.size if chosen is None else chosen.side
-        return observed, tile_map(observed, description.size, max_masked, side), chosen
+        seen = through_beam(observed, description, chosen)
+        return observed, tile_map(seen, description.size, max_masked, side), chosen
 
     prepared = gather(prepare, paths)
     maps = [observed for observed, *_ in prepared]
@@ -280,7 +307,9 @@ def predict_maps(uri: str, paths: list[str], out_dir: Path, max_masked: float = 
             console.print(f"[yellow]warning:[/] {observed.path}: {note}", soft_wrap=True,
                           highlight=False)
         if chosen is not None:
-            console.print(f"{observed.path}: {chosen.describe(description.size)}",
+            beam = "" if description.beam_fwhm_pc == 0 else \
+                f"; smoothed by the model's {description.beam_fwhm_pc:g} pc beam (FWHM) first"
+            console.print(f"{observed.path}: {chosen.describe(description.size)}{beam}",
                           soft_wrap=True, highlight=False)
         elif options.ignore:
             console.print(f"{observed.path}: --ignore-scale: tiles of {description.size} "
@@ -291,7 +320,7 @@ def predict_maps(uri: str, paths: list[str], out_dir: Path, max_masked: float = 
         values, quantity = score(pipeline, description, tiled.images)
         results.append(MapPrediction(observed, tiled, values, quantity,
                                      out_dir / f"{observed.path.stem}_predictions.fits",
-                                     chosen))
+                                     chosen, description.beam_fwhm_pc))
     out_dir.mkdir(parents=True, exist_ok=True)
     for result in results:
         _write_fits(result, uri, max_masked)
@@ -338,7 +367,7 @@ def _map_rows(results: list[MapPrediction]) -> Iterator[list[Any]]:
         yield [str(r.observed.path), r.quantity, f"{r.mean:.8g}", f"{r.spread:.8g}",
                r.n_tiles, r.n_possible, f"{r.observed.masked_fraction:.6g}", r.tiles.size,
                "" if scale is None else f"{scale.pixel_pc:.8g}",
-               "" if scale is None else f"{scale.tile_pc:.8g}"]
+               "" if scale is None else f"{scale.tile_pc:.8g}", f"{r.beam_fwhm_pc:.8g}"]
 
 
 def _write_fits(result: MapPrediction, uri: str, max_masked: float) -> None:
@@ -355,6 +384,7 @@ def _write_fits(result: MapPrediction, uri: str, max_masked: float) -> None:
         header["PIXPC"] = (result.scale.pixel_pc, "pixel side of the input map, pc")
         header["TILEPC"] = (result.scale.tile_pc, "tile side, pc")
         header["MODELPC"] = (result.scale.image_pc, "side of the model's training images, pc")
+    header["BEAMPC"] = (result.beam_fwhm_pc, "FWHM of the beam applied before tiling, pc")
     header["MAXMASK"] = (max_masked, "tiles with a larger masked fraction are NaN")
     header["MAPFILE"] = (observed.path.name, "input map")
     header["MAPHDU"] = (observed.hdu, "HDU of the input map")

@@ -39,6 +39,7 @@ from turbexp.images import (
     images_per_simulation,
     split_simulations,
 )
+from turbexp.observation import observe
 from turbexp.plugin_types import ReportContext
 from turbexp.progress import console, step
 from turbexp.store import SimulationStore
@@ -88,13 +89,15 @@ def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
     images, sims, index, target, split, strata = [], [], [], [], [], []
     stored_metadata: dict[int, dict[str, Any]] = {}
     missing = 0
+    pixel_pc = plan.campaign.spec.physics.box_pc / plan.campaign.spec.grid
     for (position, sim, y, stratum), part in zip(members, parts, strict=True):
         if not store.has(sim.key):
             missing += 1
             continue
         stored = store.get(sim.key)
         stored_metadata[position] = stored.metadata
-        block = images_from_maps(np.log10(stored.column_density), spec.data.images)
+        observed = observe(stored.column_density, pixel_pc, spec.data.observation)
+        block = images_from_maps(np.log10(observed), spec.data.images)
         images.append(block)
         n = len(block)
         sims.append(np.full(n, position))
@@ -224,6 +227,7 @@ def _log_spec(plan: ExperimentPlan, data: ImageSet | None) -> None:
         "campaign.time_myr": plan.campaign.spec.physics.time_myr,
         "images.size": spec.data.images.size,
         "images.per_simulation": images_per_simulation(spec.data.images),
+        "observation.beam_fwhm_pc": spec.data.observation.beam_fwhm_pc,
         "split.seed": spec.data.split.seed,
         "tune.seed": spec.tune.seed,
         "repeats": spec.repeats,
@@ -460,4 +464,6 @@ def _log_model(plan: ExperimentPlan, pipeline: Pipeline, example: np.ndarray) ->
     side = image_side_pc(plan.campaign.spec.physics.box_pc, images)
     # the physical scale the model was trained at, for maps of other resolutions
     mlflow.set_tags({f"{tracking.TAG}.image_pc": f"{side:.8g}",
-                     f"{tracking.TAG}.pixel_pc": f"{side / images.size:.8g}"})
+                     f"{tracking.TAG}.pixel_pc": f"{side / images.size:.8g}",
+                     f"{tracking.TAG}.beam_fwhm_pc":
+                         f"{plan.spec.data.observation.beam_fwhm_pc:.8g}"})

@@ -168,10 +168,19 @@ class SplitSpec(StrictModel):
         return self
 
 
+class ObservationSpec(StrictModel):
+    """What a telescope does to the maps before they are imaged (turbexp.observation)."""
+
+    beam_fwhm_pc: float = Field(0.0, ge=0, le=1000, description=(
+        "FWHM of a Gaussian beam (pc) convolving the column density of every training map "
+        "and of every map given to predict; 0: none"))
+
+
 class DataSpec(StrictModel):
     campaign: str = Field(description="campaign YAML, relative to the experiment file")
     images: ImagesSpec = ImagesSpec()
     split: SplitSpec = SplitSpec()
+    observation: ObservationSpec = ObservationSpec()
 
 
 class TaskSpec(StrictModel):

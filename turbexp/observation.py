@@ -1,0 +1,47 @@
+"""The observation model: what a telescope does to a column density map before it is imaged.
+
+A Gaussian beam of full width at half maximum ``beam_fwhm_pc`` (pc) convolves the column
+density (not its logarithm), at each map's own pixel scale. The same model is applied to the
+training maps of every code and to every map given to ``turbexp predict``, so that structure
+below the beam, where codes and resolutions differ most, carries no weight. Simulation boxes
+are periodic; observed maps are not, and their masked (NaN) pixels are left out of the
+convolution and stay masked.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from turbexp.spec import ObservationSpec
+
+FWHM_PER_SIGMA = 2 * math.sqrt(2 * math.log(2))
+
+
+def beam_sigma_pixels(beam_fwhm_pc: float, pixel_pc: float) -> float:
+    """The beam's standard deviation in pixels of side ``pixel_pc``."""
+    if pixel_pc <= 0:
+        raise ValueError(f"pixel side must be positive, got {pixel_pc} pc")
+    return beam_fwhm_pc / FWHM_PER_SIGMA / pixel_pc
+
+
+def observe(column_density: np.ndarray, pixel_pc: float, observation: ObservationSpec, *,
+            periodic: bool = True) -> np.ndarray:
+    """Column density maps (..., N, N) seen through ``observation``, pixels ``pixel_pc`` wide.
+
+    ``periodic``: the maps are of a periodic box (simulations); otherwise (observed maps)
+    the edges are reflected and NaN pixels are excluded and kept NaN."""
+    if observation.beam_fwhm_pc == 0:
+        return column_density
+    sigma = beam_sigma_pixels(observation.beam_fwhm_pc, pixel_pc)
+    axes = (-2, -1)
+    if periodic:
+        return gaussian_filter(column_density, sigma, mode="wrap", axes=axes)
+    valid = np.isfinite(column_density)
+    filled = np.where(valid, column_density, 0.0)
+    weight = gaussian_filter(valid.astype(np.float64), sigma, mode="reflect", axes=axes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        smoothed = gaussian_filter(filled, sigma, mode="reflect", axes=axes) / weight
+    return np.where(valid, smoothed, np.nan)
