@@ -44,7 +44,7 @@ name: spread
 grid: 16
 seed: 5
 groups:
-  - {index: {low: 3.0, high: 4.5}, count: 8}
+  - {index: {low: 3.0, high: 4.5}, count: 16}
 """
 
 REGRESS = """
@@ -130,6 +130,13 @@ def test_a_regression_scored_on_another_code(workdir: Path) -> None:
     assert m["cross_other_mse"] == pytest.approx(np.mean((predicted - n) ** 2))
     assert m["cross_other_bias"] == pytest.approx(np.mean(predicted - n))
     assert m["cross_other_slope"] == pytest.approx(np.polyfit(n, predicted, 1)[0])
+    # the conformal interval of a map's n, set on the 4 test simulations' 12 maps
+    halfwidth = float(run.data.tags["turbexp.map_interval_90"])
+    assert m["map_interval_90_halfwidth"] == pytest.approx(halfwidth) and halfwidth < 1
+    map_n, map_pred = n[::2], predicted.reshape(-1, 2).mean(axis=1)  # 2 flips a map
+    assert m["cross_other_map_coverage_90"] == pytest.approx(
+        np.mean(np.abs(map_pred - map_n) <= halfwidth))
+    assert 0 <= m["holdout_map_coverage_90"] <= 1
 
 
 def test_brier_and_calibration_error() -> None:

@@ -283,6 +283,27 @@ def test_regressor_gives_the_spectral_index(models: Models, store: Path,
     values = [float(r["prediction"]) for r in _read_csv(store / "out" / "predictions.csv")]
     assert header["PREDMEAN"] == pytest.approx(np.mean(values), rel=1e-6)
     assert 2.0 < np.mean(values) < 6.0
+    # one test simulation's 3 maps are too few for a 90 % interval: it is unbounded
+    assert "unbounded: too few test maps" in " ".join(stdout.split())
+    assert "PREDHI" not in header  # FITS has no infinity
+
+
+def test_a_regressor_gives_each_map_its_conformal_interval(
+        models: Models, store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    client = MlflowClient()
+    run_id = mlflow.models.get_model_info(models.regress).run_id
+    recorded = client.get_run(run_id).data.tags["turbexp.map_interval_90"]
+    client.set_tag(run_id, "turbexp.map_interval_90", "0.125")  # as if set on more maps
+    try:
+        _write_map(store / "cloud.fits", _column_density(seed=2), wcs=_wcs_pc(PIXEL_PC))
+        main(["predict", models.regress, "cloud.fits", "--out", "out"])
+    finally:
+        client.set_tag(run_id, "turbexp.map_interval_90", recorded)
+    [summary] = _read_csv(store / "out" / "maps.csv")
+    mean = float(summary["mean"])
+    assert float(summary["interval_low"]) == pytest.approx(mean - 0.125)
+    assert float(summary["interval_high"]) == pytest.approx(mean + 0.125)
+    assert f"{mean:.3f} ± 0.125" in capsys.readouterr().out
 
 
 def _striped(data: np.ndarray) -> np.ndarray:

@@ -191,6 +191,7 @@ class ReportContext:
     probe: Any = None  # turbexp.evaluation.Probe: the model on other maps and campaigns
     simulation: np.ndarray | None = None
     bootstrap: Any = None  # turbexp.uncertainty.SimulationBootstrap over the holdout
+    map_interval: float | None = None  # regress: conformal half-width of a map's n
 
 
 @dataclass

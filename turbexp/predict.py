@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from astropy import units as u
 
+from turbexp.conformal import LEVEL
 from turbexp.errors import UserError, gather
 from turbexp.files import atomic_write
 from turbexp.maps import ObservedMap, Tiles, read_map, tile_map
@@ -41,8 +42,10 @@ FIELD = "MODEL_URI"
 CSV_NAME = "predictions.csv"
 CSV_COLUMNS = ("map", "tile_row", "tile_col", "x0", "y0", "masked_fraction", "prediction")
 SUMMARY_NAME = "maps.csv"
+INTERVAL_TAG = f"turbexp.map_interval_{LEVEL * 100:g}"
 SUMMARY_COLUMNS = ("map", "quantity", "mean", "spread", "tiles", "tiles_possible",
-                   "masked_fraction", "tile_pixels", "pixel_pc", "tile_pc", "beam_fwhm_pc")
+                   "masked_fraction", "tile_pixels", "pixel_pc", "tile_pc", "beam_fwhm_pc",
+                   "interval_low", "interval_high")
 
 
 @dataclass
@@ -55,6 +58,7 @@ class ModelDescription:
     classes: list[str]  # class names in label order; empty for a regression model
     image_pc: float | None = None  # physical side of a training image (None: not recorded)
     beam_fwhm_pc: float = 0.0  # the observation model's beam the model was trained through
+    map_interval: float | None = None  # regress: conformal half-width of a map's n
 
     @property
     def classifies(self) -> bool:
@@ -72,6 +76,15 @@ class MapPrediction:
     output: Path  # the FITS map of per-tile predictions
     scale: MapScale | None = None  # how the tiles were sized (None: in pixels)
     beam_fwhm_pc: float = 0.0  # the beam the map was smoothed by before tiling
+    halfwidth: float | None = None  # conformal half-width of the map's mean (regress)
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The map's conformal interval (:data:`turbexp.conformal.LEVEL`), if the model
+        has one."""
+        if self.halfwidth is None:
+            return None
+        return self.mean - self.halfwidth, self.mean + self.halfwidth
 
     @property
     def mean(self) -> float:
@@ -225,7 +238,14 @@ def describe_model(uri: str) -> ModelDescription:
     except ValueError:
         raise UserError(not_ours + f"the tag turbexp.beam_fwhm_pc of run {info.run_id} is not "
                         f"a number: {beam!r}", field=FIELD) from None
-    return ModelDescription(uri, info.run_id, size, classes, image_pc, beam_fwhm_pc)
+    interval = run.data.tags.get(INTERVAL_TAG)
+    try:
+        map_interval = float(interval) if interval is not None else None
+    except ValueError:
+        raise UserError(not_ours + f"the tag {INTERVAL_TAG} of run {info.run_id} is not a "
+                        f"number: {interval!r}", field=FIELD) from None
+    return ModelDescription(uri, info.run_id, size, classes, image_pc, beam_fwhm_pc,
+                            map_interval)
 
 
 def _image_size(signature: Any) -> int | None:
@@ -320,7 +340,8 @@ def predict_maps(uri: str, paths: list[str], out_dir: Path, max_masked: float = 
         values, quantity = score(pipeline, description, tiled.images)
         results.append(MapPrediction(observed, tiled, values, quantity,
                                      out_dir / f"{observed.path.stem}_predictions.fits",
-                                     chosen, description.beam_fwhm_pc))
+                                     chosen, description.beam_fwhm_pc,
+                                     description.map_interval))
     out_dir.mkdir(parents=True, exist_ok=True)
     for result in results:
         _write_fits(result, uri, max_masked)
@@ -367,7 +388,8 @@ def _map_rows(results: list[MapPrediction]) -> Iterator[list[Any]]:
         yield [str(r.observed.path), r.quantity, f"{r.mean:.8g}", f"{r.spread:.8g}",
                r.n_tiles, r.n_possible, f"{r.observed.masked_fraction:.6g}", r.tiles.size,
                "" if scale is None else f"{scale.pixel_pc:.8g}",
-               "" if scale is None else f"{scale.tile_pc:.8g}", f"{r.beam_fwhm_pc:.8g}"]
+               "" if scale is None else f"{scale.tile_pc:.8g}", f"{r.beam_fwhm_pc:.8g}",
+               *(("", "") if r.interval is None else (f"{v:.8g}" for v in r.interval))]
 
 
 def _write_fits(result: MapPrediction, uri: str, max_masked: float) -> None:
@@ -393,5 +415,9 @@ def _write_fits(result: MapPrediction, uri: str, max_masked: float) -> None:
     header["NTILES"] = (result.n_tiles, "tiles predicted")
     header["PREDMEAN"] = (result.mean, "mean over tiles")
     header["PREDSTD"] = (result.spread, "standard deviation over tiles")
+    if result.interval is not None and np.isfinite(result.interval).all():
+        level = f"{LEVEL * 100:g} %"
+        header["PREDLO"] = (result.interval[0], f"{level} conformal interval of the mean, low")
+        header["PREDHI"] = (result.interval[1], f"{level} conformal interval of the mean, high")
     hdu = fits.PrimaryHDU(result.image(), header=header)
     atomic_write(result.output, hdu.writeto)

@@ -26,7 +26,7 @@ import numpy as np
 from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
-from turbexp import interrupt, tracking, training
+from turbexp import conformal, interrupt, tracking, training
 from turbexp.campaign import PlannedSimulation, plan_campaign, run_campaign
 from turbexp.errors import UserError
 from turbexp.evaluation import Probe
@@ -44,7 +44,7 @@ from turbexp.plugin_types import ReportContext
 from turbexp.progress import console, step
 from turbexp.store import SimulationStore
 from turbexp.tuning import logged_params, predict, study_progress, tune
-from turbexp.uncertainty import Interval, with_interval
+from turbexp.uncertainty import Interval, SimulationBootstrap, with_interval
 
 matplotlib.use("Agg")
 
@@ -278,6 +278,8 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
         scores = result.intervals(boot.resamples, boot.seed)
         mlflow.log_metrics(_finite(with_interval(scores, "holdout_")))
         mlflow.log_dict(result.to_dict(), PREDICTIONS)
+        halfwidth = _map_interval(plan, pipeline, data, result) \
+            if spec.task.kind == "regress" else None
         context = ReportContext(
             task=spec.task.kind, class_names=result.class_names, y_true=data.target[holdout],
             y_pred=y_pred, score=result.parts[0].score, features=np.asarray(x_hold),
@@ -286,7 +288,7 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
             probe=Probe(plan, store, pipeline, _splits(plan, data), jobs=jobs,
                         show_progress=show_progress),
             simulation=data.simulation[holdout],
-            bootstrap=result.bootstrap(boot.resamples, boot.seed))
+            bootstrap=result.bootstrap(boot.resamples, boot.seed), map_interval=halfwidth)
         _log_reports(plan, context, show_progress)
         interrupt.check()
         if spec.model is None:
@@ -294,6 +296,30 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
                 _log_model(plan, pipeline, data.images[data.part("holdout")][:4])
             mlflow.set_tag(tracking.MODEL_RUN, run.info.run_id)
         return _Outcome(run.info.run_id, result, scores, best_test, trials)
+
+
+def _map_interval(plan: ExperimentPlan, pipeline: Pipeline, data: ImageSet,
+                  result: Holdout) -> float:
+    """The half-width of the conformal interval of a map's n, set on the test split's maps
+    (recorded with the model for predict); its coverage of the holdout maps is logged."""
+    images = plan.spec.data.images
+    per_map = images_per_simulation(images) // len(images.projections)
+    test = data.part("test")
+    predicted, first = conformal.map_means(pipeline.predict(data.images[test]),
+                                           data.simulation[test], per_map)
+    halfwidth = conformal.interval_halfwidth(predicted, data.target[test][first])
+    level = f"{conformal.LEVEL * 100:g}"
+    mlflow.set_tag(f"{tracking.TAG}.map_interval_{level}", f"{halfwidth:.8g}")
+    part = result.parts[0]
+    held, first = conformal.map_means(part.score, part.simulation, per_map)
+    hits = conformal.covered(held, part.y_true[first], halfwidth).astype(np.float64)
+    boot = plan.spec.evaluate.bootstrap
+    coverage = SimulationBootstrap(part.simulation[first], resamples=boot.resamples,
+                                   seed=boot.seed).intervals(lambda i: {"c": hits[i].mean()})
+    mlflow.log_metrics(_finite({f"map_interval_{level}_halfwidth": halfwidth,
+                                **with_interval({f"holdout_map_coverage_{level}":
+                                                 coverage["c"]})}))
+    return halfwidth
 
 
 def _train(plan: ExperimentPlan, data: ImageSet, experiment_id: str, role: str,

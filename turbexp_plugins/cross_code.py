@@ -2,7 +2,8 @@
 
 For a classifier: accuracy at the model's own threshold, ROC AUC, Brier score and expected
 calibration error (ECE), with a reliability diagram; for a regression of n: MSE, bias and
-slope of predicted against true n, with a predicted-vs-true figure. The experiment's own
+slope of predicted against true n, with a predicted-vs-true figure, and how often the
+conformal interval of a map's n (:mod:`turbexp.conformal`) holds it. The experiment's own
 holdout is scored the same way, as the row to compare with. Each metric is given per image
 and per map (``_map_``: a simulation's projection, its images' mean score, as ``turbexp
 predict`` summarises a map). Every value has its 95 % interval from resampling whole
@@ -21,7 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from pydantic import Field, field_validator
 
-from turbexp import hookimpl, metrics
+from turbexp import conformal, hookimpl, metrics
 from turbexp.evaluation import Probe, Simulation, probe_of
 from turbexp.hookspecs import Register
 from turbexp.images import images_per_simulation
@@ -81,19 +82,21 @@ class _Scored:
         """One entry per map (a simulation's projection): the mean score of its images,
         classified at the model's threshold (0.5 for a probability, else 0), or the mean
         predicted n; as ``turbexp predict`` summarises a map."""
-        per_map = images_per_simulation(self.probe.plan.spec.data.images) \
-            // len(self.probe.plan.spec.data.images.projections)
-        # a simulation's images are contiguous, projection after projection (Probe.dataset)
-        position = np.arange(len(self.owners)) - np.searchsorted(self.owners, self.owners)
-        maps = self.owners * len(self.owners) + position // per_map
-        ids, first = np.unique(maps, return_index=True)
-        mean = np.array([self.score[maps == m].mean() for m in ids])
+        images = self.probe.plan.spec.data.images
+        mean, first = conformal.map_means(self.score, self.owners,
+                                          images_per_simulation(images)
+                                          // len(images.projections))
         if self.probe.task == "classify":
             threshold = 0.5 if np.all((self.score >= 0) & (self.score <= 1)) else 0.0
             y_pred = (mean > threshold).astype(int)
         else:
             y_pred = mean
         return _Scored(self.probe, self.y_true[first], y_pred, mean, self.owners[first])
+
+    def coverage(self, halfwidth: float) -> Interval:
+        """The fraction of these (map) intervals ``prediction ± halfwidth`` that hold n."""
+        hits = conformal.covered(self.y_pred, self.y_true, halfwidth).astype(np.float64)
+        return self.bootstrap.intervals(lambda i: {"c": hits[i].mean()})["c"]
 
     def per_simulation(self) -> tuple[np.ndarray, np.ndarray]:
         """Each simulation's true and mean predicted value (regress)."""
@@ -137,7 +140,12 @@ class CrossCode(Report):
         for label, scored in sets.items():
             scores[label] = scored.intervals()
             out |= with_interval(scores[label], f"cross_{label}_")
-            out |= with_interval(scored.maps().intervals(), f"cross_{label}_map_")
+            maps = scored.maps()
+            out |= with_interval(maps.intervals(), f"cross_{label}_map_")
+            if context.map_interval is not None:
+                level = f"{conformal.LEVEL * 100:g}"
+                out |= with_interval({f"cross_{label}_map_coverage_{level}":
+                                      maps.coverage(context.map_interval)})
         figure = _reliability(sets) if probe.task == "classify" else _predicted(sets, scores)
         return ReportOutput(figures={"cross_code.png": figure}, metrics=out)
 
