@@ -15,7 +15,9 @@ from sklearn.metrics import brier_score_loss
 
 from turbexp import metrics
 from turbexp.campaign import plan_campaign
+from turbexp.experiment import plan_experiment
 from turbexp.images import images_from_maps
+from turbexp.runner import build_image_set
 from turbexp.spec import ImagesSpec
 from turbexp.store import SimulationStore
 from turbexp.tracking import load_pipeline
@@ -36,7 +38,7 @@ estimator: {plugin: logistic}
 tune: {trials: 0}
 evaluate:
   reports:
-    - {plugin: cross_code, campaigns: {other_32: ../sims/other.yaml}}
+    - {plugin: cross_code, campaigns: {other_32: ../sims/other.yaml}, align: true}
 """
 
 SPREAD = """
@@ -102,6 +104,15 @@ def test_a_classifier_scored_on_another_code(workdir: Path) -> None:
     assert m["cross_other_32_roc_auc"] == pytest.approx(metrics.roc_auc(y, p))
     assert m["cross_other_32_brier"] == pytest.approx(brier_score_loss(y, p))
     assert m["cross_other_32_ece"] == pytest.approx(metrics.expected_calibration_error(y, p))
+    # aligned: the other campaign's features moved to the training images' mean and spread
+    plan = plan_experiment(experiment)
+    data = build_image_set(plan, SimulationStore(workdir / ".turbexp" / "cache"))
+    reference = model[:-1].transform(data.images[data.part("train")])
+    features = model[:-1].transform(images)
+    moved = (features - features.mean(0)) / features.std(0) * reference.std(0) \
+        + reference.mean(0)
+    assert m["cross_other_32_aligned_accuracy"] == pytest.approx(
+        np.mean(model[-1].predict(moved) == y))
     # per map (a simulation's projection): its two flips' mean probability
     p_map, y_map = p.reshape(-1, 2).mean(axis=1), y[::2]
     assert m["cross_other_32_map_accuracy"] == pytest.approx(np.mean((p_map > 0.5) == y_map))

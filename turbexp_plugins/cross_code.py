@@ -126,6 +126,11 @@ class CrossCode(Report):
                                      f"or '.', and not 'holdout'")
             return value
 
+        align: bool = Field(False, description=(
+            "also score each campaign after moving its features to the training maps' mean "
+            "and spread: a recalibration with unlabelled target maps, which assumes the "
+            "campaign's class mix (or spread of n) is the training one's"))
+
     def test_campaigns(self, params: PluginParams) -> list[str]:
         return list(self.validated(params).campaigns.values())
 
@@ -133,8 +138,12 @@ class CrossCode(Report):
         p = self.validated(params)
         probe = probe_of(context)
         sets = {"holdout": _Scored.of(probe, probe.simulations("holdout"))}
+        reference = _features(probe, probe.simulations("train"))[0] if p.align else None
         for label, path in p.campaigns.items():
-            sets[label] = _Scored.of(probe, probe.campaign_simulations(Path(path)))
+            simulations = probe.campaign_simulations(Path(path))
+            sets[label] = _Scored.of(probe, simulations)
+            if reference is not None:
+                sets[f"{label}_aligned"] = _aligned(probe, simulations, reference)
         out: dict[str, float] = {}
         scores = {}
         for label, scored in sets.items():
@@ -148,6 +157,29 @@ class CrossCode(Report):
                                       maps.coverage(context.map_interval)})
         figure = _reliability(sets) if probe.task == "classify" else _predicted(sets, scores)
         return ReportOutput(figures={"cross_code.png": figure}, metrics=out)
+
+
+def _features(probe: Probe, simulations: list[Simulation]
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The model's features of these simulations' images, their targets and owners."""
+    images, y, owners = probe.dataset(simulations)
+    return np.asarray(probe.model[:-1].transform(images), dtype=np.float64), y, owners
+
+
+def _aligned(probe: Probe, simulations: list[Simulation], reference: np.ndarray) -> _Scored:
+    """The campaign scored after each of its features is moved to the mean and standard
+    deviation that feature has on ``reference`` (the training maps)."""
+    from turbexp.tuning import class_scores
+
+    features, y, owners = _features(probe, simulations)
+    spread = features.std(axis=0)
+    scale = np.divide(reference.std(axis=0), spread, out=np.ones_like(spread),
+                      where=spread > 0)
+    moved = (features - features.mean(axis=0)) * scale + reference.mean(axis=0)
+    estimator = probe.model[-1]
+    y_pred = estimator.predict(moved)
+    score = class_scores(estimator, moved) if probe.task == "classify" else y_pred
+    return _Scored(probe, y, y_pred, score, owners)
 
 
 def _caption(label: str, scored: _Scored) -> str:
