@@ -172,7 +172,8 @@ def test_an_experiment_needing_ramses_is_skipped_with_its_reason(workdir: Path,
                                               "ramses: ../sims/amr.yaml"))
     plain = write(workdir / "experiments" / "plain.yaml", CLASSIFY.replace(
         "name: cross", "name: plain").replace(
-        "    - {plugin: cross_code, campaigns: {other_32: ../sims/other.yaml}}\n", "    - roc\n"))
+        "    - {plugin: cross_code, campaigns: {other_32: ../sims/other.yaml}, align: true}\n",
+        "    - roc\n"))
     result = turbexp_cli("run", str(needs), str(plain), "--no-progress", cwd=workdir)
     assert result.returncode == 0, result.stderr
     said = " ".join(result.stdout.split())

@@ -15,6 +15,9 @@ import numpy as np
 LEVEL = 0.9
 """Confidence level of the intervals."""
 
+TAG = f"turbexp.map_interval_{LEVEL * 100:g}"
+"""The run tag that records the half-width with the model."""
+
 
 def map_ids(simulation: np.ndarray, per_map: int) -> np.ndarray:
     """The map of each image: images of a simulation are contiguous, ``per_map`` images of

@@ -6,11 +6,13 @@ Each map is cut into tiles that cover what the model's training images covered
 ``--pixel-scale``), and each tile is resampled to the model's image size (see
 :mod:`turbexp.maps`). A map whose scale is unknown is refused unless the user
 gives it or opts out (``--ignore-scale``: tiles of the model's image size in
-pixels, whatever they cover). A regression model gives the spectral index n of
-every tile, a classifier the probability of class 1 (or its decision score when
-the model has no probabilities). Per map, the mean and standard deviation over
-its tiles are reported; the spread shows how much the answer varies across the
-cloud, it is not a calibrated uncertainty.
+pixels, whatever they cover). A model trained through a beam
+(``turbexp.beam_fwhm_pc``) sees each map through the same beam first. A regression
+model gives the spectral index n of every tile, a classifier the probability of
+class 1 (or its decision score when the model has no probabilities). Per map, the
+mean and standard deviation over its tiles are reported, and for n its conformal
+interval (``turbexp.map_interval_90``, :mod:`turbexp.conformal`); the spread shows
+how much the answer varies across the cloud, it is not a calibrated uncertainty.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 from astropy import units as u
 
 from turbexp.conformal import LEVEL
+from turbexp.conformal import TAG as INTERVAL
 from turbexp.errors import UserError, gather
 from turbexp.files import atomic_write
 from turbexp.maps import ObservedMap, Tiles, read_map, tile_map
@@ -42,7 +45,6 @@ FIELD = "MODEL_URI"
 CSV_NAME = "predictions.csv"
 CSV_COLUMNS = ("map", "tile_row", "tile_col", "x0", "y0", "masked_fraction", "prediction")
 SUMMARY_NAME = "maps.csv"
-INTERVAL_TAG = f"turbexp.map_interval_{LEVEL * 100:g}"
 SUMMARY_COLUMNS = ("map", "quantity", "mean", "spread", "tiles", "tiles_possible",
                    "masked_fraction", "tile_pixels", "pixel_pc", "tile_pc", "beam_fwhm_pc",
                    "interval_low", "interval_high")
@@ -238,11 +240,11 @@ def describe_model(uri: str) -> ModelDescription:
     except ValueError:
         raise UserError(not_ours + f"the tag turbexp.beam_fwhm_pc of run {info.run_id} is not "
                         f"a number: {beam!r}", field=FIELD) from None
-    interval = run.data.tags.get(INTERVAL_TAG)
+    interval = run.data.tags.get(INTERVAL)
     try:
         map_interval = float(interval) if interval is not None else None
     except ValueError:
-        raise UserError(not_ours + f"the tag {INTERVAL_TAG} of run {info.run_id} is not a "
+        raise UserError(not_ours + f"the tag {INTERVAL} of run {info.run_id} is not a "
                         f"number: {interval!r}", field=FIELD) from None
     return ModelDescription(uri, info.run_id, size, classes, image_pc, beam_fwhm_pc,
                             map_interval)

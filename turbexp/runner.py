@@ -309,7 +309,7 @@ def _map_interval(plan: ExperimentPlan, pipeline: Pipeline, data: ImageSet,
                                            data.simulation[test], per_map)
     halfwidth = conformal.interval_halfwidth(predicted, data.target[test][first])
     level = f"{conformal.LEVEL * 100:g}"
-    mlflow.set_tag(f"{tracking.TAG}.map_interval_{level}", f"{halfwidth:.8g}")
+    mlflow.set_tag(conformal.TAG, f"{halfwidth:.8g}")
     part = result.parts[0]
     held, first = conformal.map_means(part.score, part.simulation, per_map)
     hits = conformal.covered(held, part.y_true[first], halfwidth).astype(np.float64)
