@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.metrics import brier_score_loss
 
 from turbexp import metrics
+from turbexp.calibration import MapCalibration
 from turbexp.campaign import plan_campaign
 from turbexp.experiment import plan_experiment
 from turbexp.images import images_from_maps
@@ -117,6 +118,11 @@ def test_a_classifier_scored_on_another_code(workdir: Path) -> None:
     p_map, y_map = p.reshape(-1, 2).mean(axis=1), y[::2]
     assert m["cross_other_32_map_accuracy"] == pytest.approx(np.mean((p_map > 0.5) == y_map))
     assert m["cross_other_32_map_brier"] == pytest.approx(brier_score_loss(y_map, p_map))
+    # and after the model's own calibration, fitted on its test split's maps
+    calibration = MapCalibration.from_tag(run.data.tags["turbexp.map_calibration"])
+    assert m["cross_other_32_map_calibrated_brier"] == pytest.approx(
+        brier_score_loss(y_map, calibration(p_map)))
+    assert 0 <= m["holdout_map_calibrated_ece"] <= 1
     for key in ("accuracy", "brier", "ece", "map_accuracy"):
         assert m[f"cross_other_32_{key}_ci95_low"] <= m[f"cross_other_32_{key}"] \
             <= m[f"cross_other_32_{key}_ci95_high"]

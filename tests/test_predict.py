@@ -16,6 +16,7 @@ from astropy.wcs import WCS
 from conftest import TINY_CAMPAIGN, TINY_EXPERIMENT, turbexp_cli, write
 from mlflow.tracking import MlflowClient
 
+from turbexp.calibration import MapCalibration
 from turbexp.cli import main
 from turbexp.images import resize_to, standardise
 from turbexp.maps import MEAN_PARTICLE_MASS_AMU, read_map, tile_map
@@ -328,6 +329,14 @@ def test_a_classifier_with_probabilities_gives_the_probability_of_class_1(
     corners[::4, ::4] = True
     assert np.isnan(image[corners]).all()
     assert ((image[~corners] >= 0) & (image[~corners] <= 1)).all()
+    # the map's mean P, calibrated as the run recorded on its test split's maps
+    tag = MlflowClient().get_run(mlflow.models.get_model_info(models.probability).run_id) \
+        .data.tags["turbexp.map_calibration"]
+    [summary] = _read_csv(store / "predictions" / "maps.csv")
+    expected = MapCalibration.from_tag(tag)(np.array([float(summary["mean"])]))[0]
+    assert float(summary["calibrated_p"]) == pytest.approx(expected, rel=1e-6)
+    assert header["PREDCAL"] == pytest.approx(expected, rel=1e-6)
+    assert f"P = {expected:.3f}" in stdout
 
 
 def _not_fits(folder: Path) -> Path:

@@ -305,15 +305,22 @@ def predict(model_uri: str, maps: tuple[str, ...], out_dir: str, max_masked: flo
     results = predict_maps(model_uri, list(maps), Path(out_dir), max_masked=max_masked,
                            scale=ScaleOptions(pixel_scale, distance, ignore_scale))
     table = Table(title=f"turbexp predict {model_uri}")
-    for column in ("map", "quantity", "value ± spread", f"{LEVEL * 100:g} % interval",
-                   "tiles used", "tile", "masked fraction", "output"):
+    for column in ("map", "quantity", "value ± spread",
+                   f"calibrated P or {LEVEL * 100:g} % interval", "tiles used", "tile",
+                   "masked fraction", "output"):
         table.add_column(column)
     for r in results:
         tile = f"{r.tiles.size} px" if r.scale is None else \
             f"{r.tiles.size} px = {r.scale.tile_pc:.3g} pc"
-        interval = "" if r.interval is None else \
-            f"{r.mean:.3f} ± {r.halfwidth:.3f} [{r.interval[0]:.3f}, {r.interval[1]:.3f}]" \
-            if r.halfwidth < float("inf") else "unbounded: too few test maps to set it"
+        if r.calibrated is not None:
+            interval = f"P = {r.calibrated:.3f}"
+        elif r.interval is None:
+            interval = ""
+        elif r.halfwidth < float("inf"):
+            interval = (f"{r.mean:.3f} ± {r.halfwidth:.3f} "
+                        f"[{r.interval[0]:.3f}, {r.interval[1]:.3f}]")
+        else:
+            interval = "unbounded: too few test maps to set it"
         table.add_row(str(r.observed.path), r.quantity, f"{r.mean:.4g} ± {r.spread:.2g}",
                       interval, f"{r.n_tiles} / {r.n_possible}", tile,
                       f"{r.observed.masked_fraction:.3f}", str(r.output))

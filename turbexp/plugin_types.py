@@ -192,6 +192,7 @@ class ReportContext:
     simulation: np.ndarray | None = None
     bootstrap: Any = None  # turbexp.uncertainty.SimulationBootstrap over the holdout
     map_interval: float | None = None  # regress: conformal half-width of a map's n
+    map_calibration: Any = None  # classify: turbexp.calibration.MapCalibration of a map's P
 
 
 @dataclass

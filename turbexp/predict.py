@@ -11,7 +11,8 @@ pixels, whatever they cover). A model trained through a beam
 model gives the spectral index n of every tile, a classifier the probability of
 class 1 (or its decision score when the model has no probabilities). Per map, the
 mean and standard deviation over its tiles are reported, and for n its conformal
-interval (``turbexp.map_interval_90``, :mod:`turbexp.conformal`); the spread shows
+interval (``turbexp.map_interval_90``, :mod:`turbexp.conformal`), for a class its
+calibrated probability (:mod:`turbexp.calibration`); the spread shows
 how much the answer varies across the cloud, it is not a calibrated uncertainty.
 """
 
@@ -32,6 +33,8 @@ from typing import Any
 import numpy as np
 from astropy import units as u
 
+from turbexp.calibration import TAG as CALIBRATION
+from turbexp.calibration import MapCalibration
 from turbexp.conformal import LEVEL
 from turbexp.conformal import TAG as INTERVAL
 from turbexp.errors import UserError, gather
@@ -47,7 +50,7 @@ CSV_COLUMNS = ("map", "tile_row", "tile_col", "x0", "y0", "masked_fraction", "pr
 SUMMARY_NAME = "maps.csv"
 SUMMARY_COLUMNS = ("map", "quantity", "mean", "spread", "tiles", "tiles_possible",
                    "masked_fraction", "tile_pixels", "pixel_pc", "tile_pc", "beam_fwhm_pc",
-                   "interval_low", "interval_high")
+                   "interval_low", "interval_high", "calibrated_p")
 
 
 @dataclass
@@ -61,6 +64,7 @@ class ModelDescription:
     image_pc: float | None = None  # physical side of a training image (None: not recorded)
     beam_fwhm_pc: float = 0.0  # the observation model's beam the model was trained through
     map_interval: float | None = None  # regress: conformal half-width of a map's n
+    calibration: MapCalibration | None = None  # classify: of a map's mean probability
 
     @property
     def classifies(self) -> bool:
@@ -79,6 +83,13 @@ class MapPrediction:
     scale: MapScale | None = None  # how the tiles were sized (None: in pixels)
     beam_fwhm_pc: float = 0.0  # the beam the map was smoothed by before tiling
     halfwidth: float | None = None  # conformal half-width of the map's mean (regress)
+    calibration: MapCalibration | None = None  # of the map's mean probability (classify)
+
+    @property
+    def calibrated(self) -> float | None:
+        """The map's calibrated probability of class 1, if the model has a calibration."""
+        return None if self.calibration is None else \
+            float(self.calibration(np.array([self.mean]))[0])
 
     @property
     def interval(self) -> tuple[float, float] | None:
@@ -246,8 +257,14 @@ def describe_model(uri: str) -> ModelDescription:
     except ValueError:
         raise UserError(not_ours + f"the tag {INTERVAL} of run {info.run_id} is not a "
                         f"number: {interval!r}", field=FIELD) from None
+    recorded = run.data.tags.get(CALIBRATION)
+    try:
+        calibration = MapCalibration.from_tag(recorded) if recorded is not None else None
+    except ValueError:
+        raise UserError(not_ours + f"the tag {CALIBRATION} of run {info.run_id} is not a "
+                        f"calibration: {recorded!r}", field=FIELD) from None
     return ModelDescription(uri, info.run_id, size, classes, image_pc, beam_fwhm_pc,
-                            map_interval)
+                            map_interval, calibration)
 
 
 def _image_size(signature: Any) -> int | None:
@@ -343,7 +360,7 @@ def predict_maps(uri: str, paths: list[str], out_dir: Path, max_masked: float = 
         results.append(MapPrediction(observed, tiled, values, quantity,
                                      out_dir / f"{observed.path.stem}_predictions.fits",
                                      chosen, description.beam_fwhm_pc,
-                                     description.map_interval))
+                                     description.map_interval, description.calibration))
     out_dir.mkdir(parents=True, exist_ok=True)
     for result in results:
         _write_fits(result, uri, max_masked)
@@ -391,7 +408,8 @@ def _map_rows(results: list[MapPrediction]) -> Iterator[list[Any]]:
                r.n_tiles, r.n_possible, f"{r.observed.masked_fraction:.6g}", r.tiles.size,
                "" if scale is None else f"{scale.pixel_pc:.8g}",
                "" if scale is None else f"{scale.tile_pc:.8g}", f"{r.beam_fwhm_pc:.8g}",
-               *(("", "") if r.interval is None else (f"{v:.8g}" for v in r.interval))]
+               *(("", "") if r.interval is None else (f"{v:.8g}" for v in r.interval)),
+               "" if r.calibrated is None else f"{r.calibrated:.8g}"]
 
 
 def _write_fits(result: MapPrediction, uri: str, max_masked: float) -> None:
@@ -417,6 +435,8 @@ def _write_fits(result: MapPrediction, uri: str, max_masked: float) -> None:
     header["NTILES"] = (result.n_tiles, "tiles predicted")
     header["PREDMEAN"] = (result.mean, "mean over tiles")
     header["PREDSTD"] = (result.spread, "standard deviation over tiles")
+    if result.calibrated is not None:
+        header["PREDCAL"] = (result.calibrated, "calibrated probability of the map's class 1")
     if result.interval is not None and np.isfinite(result.interval).all():
         level = f"{LEVEL * 100:g} %"
         header["PREDLO"] = (result.interval[0], f"{level} conformal interval of the mean, low")

@@ -26,7 +26,9 @@ import numpy as np
 from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
-from turbexp import conformal, interrupt, tracking, training
+from turbexp import conformal, interrupt, metrics, tracking, training
+from turbexp.calibration import TAG as CALIBRATION_TAG
+from turbexp.calibration import MapCalibration
 from turbexp.campaign import PlannedSimulation, plan_campaign, run_campaign
 from turbexp.errors import UserError
 from turbexp.evaluation import Probe
@@ -280,6 +282,8 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
         mlflow.log_dict(result.to_dict(), PREDICTIONS)
         halfwidth = _map_interval(plan, pipeline, data, result) \
             if spec.task.kind == "regress" else None
+        calibrated = _map_calibration(plan, pipeline, data, result) \
+            if spec.task.kind == "classify" else None
         context = ReportContext(
             task=spec.task.kind, class_names=result.class_names, y_true=data.target[holdout],
             y_pred=y_pred, score=result.parts[0].score, features=np.asarray(x_hold),
@@ -288,7 +292,8 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
             probe=Probe(plan, store, pipeline, _splits(plan, data), jobs=jobs,
                         show_progress=show_progress),
             simulation=data.simulation[holdout],
-            bootstrap=result.bootstrap(boot.resamples, boot.seed), map_interval=halfwidth)
+            bootstrap=result.bootstrap(boot.resamples, boot.seed), map_interval=halfwidth,
+            map_calibration=calibrated)
         _log_reports(plan, context, show_progress)
         interrupt.check()
         if spec.model is None:
@@ -298,28 +303,65 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
         return _Outcome(run.info.run_id, result, scores, best_test, trials)
 
 
+def _test_and_holdout_maps(plan: ExperimentPlan, pipeline: Pipeline, data: ImageSet,
+                           result: Holdout) -> tuple[tuple[np.ndarray, np.ndarray],
+                                                     tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per map of the test split: mean score and target; per holdout map: mean score,
+    target and simulation (a map is a simulation's projection, :mod:`turbexp.conformal`)."""
+    from turbexp.tuning import class_scores
+
+    images = plan.spec.data.images
+    per_map = images_per_simulation(images) // len(images.projections)
+    test = data.part("test")
+    x = data.images[test]
+    score = pipeline.predict(x) if plan.spec.task.kind == "regress" else \
+        class_scores(pipeline[-1], pipeline[:-1].transform(x))
+    mean, first = conformal.map_means(score, data.simulation[test], per_map)
+    part = result.parts[0]
+    held, held_first = conformal.map_means(part.score, part.simulation, per_map)
+    return ((mean, data.target[test][first]),
+            (held, part.y_true[held_first], part.simulation[held_first]))
+
+
 def _map_interval(plan: ExperimentPlan, pipeline: Pipeline, data: ImageSet,
                   result: Holdout) -> float:
     """The half-width of the conformal interval of a map's n, set on the test split's maps
     (recorded with the model for predict); its coverage of the holdout maps is logged."""
-    images = plan.spec.data.images
-    per_map = images_per_simulation(images) // len(images.projections)
-    test = data.part("test")
-    predicted, first = conformal.map_means(pipeline.predict(data.images[test]),
-                                           data.simulation[test], per_map)
-    halfwidth = conformal.interval_halfwidth(predicted, data.target[test][first])
+    (predicted, truth), (held, held_truth, owners) = _test_and_holdout_maps(
+        plan, pipeline, data, result)
+    halfwidth = conformal.interval_halfwidth(predicted, truth)
     level = f"{conformal.LEVEL * 100:g}"
     mlflow.set_tag(conformal.TAG, f"{halfwidth:.8g}")
-    part = result.parts[0]
-    held, first = conformal.map_means(part.score, part.simulation, per_map)
-    hits = conformal.covered(held, part.y_true[first], halfwidth).astype(np.float64)
+    hits = conformal.covered(held, held_truth, halfwidth).astype(np.float64)
     boot = plan.spec.evaluate.bootstrap
-    coverage = SimulationBootstrap(part.simulation[first], resamples=boot.resamples,
+    coverage = SimulationBootstrap(owners, resamples=boot.resamples,
                                    seed=boot.seed).intervals(lambda i: {"c": hits[i].mean()})
     mlflow.log_metrics(_finite({f"map_interval_{level}_halfwidth": halfwidth,
                                 **with_interval({f"holdout_map_coverage_{level}":
                                                  coverage["c"]})}))
     return halfwidth
+
+
+def _map_calibration(plan: ExperimentPlan, pipeline: Pipeline, data: ImageSet,
+                     result: Holdout) -> MapCalibration | None:
+    """Platt scaling of a map's probability, fitted on the test split's maps (recorded with
+    the model for predict); the holdout maps' calibrated Brier score and ECE are logged.
+    None for a classifier without probabilities, or a test split of one class."""
+    (p, y), (held, held_y, owners) = _test_and_holdout_maps(plan, pipeline, data, result)
+    if not (np.all((p >= 0) & (p <= 1)) and np.all((held >= 0) & (held <= 1))):
+        return None
+    calibration = MapCalibration.fit(p, y)
+    if calibration is None:
+        return None
+    mlflow.set_tag(CALIBRATION_TAG, calibration.to_tag())
+    calibrated = calibration(held)
+    boot = plan.spec.evaluate.bootstrap
+    values = SimulationBootstrap(owners, held_y, resamples=boot.resamples,
+                                 seed=boot.seed).intervals(lambda i: {
+        "brier": metrics.brier(held_y[i], calibrated[i]),
+        "ece": metrics.expected_calibration_error(held_y[i], calibrated[i])})
+    mlflow.log_metrics(_finite(with_interval(values, "holdout_map_calibrated_")))
+    return calibration
 
 
 def _train(plan: ExperimentPlan, data: ImageSet, experiment_id: str, role: str,

@@ -3,7 +3,9 @@
 For a classifier: accuracy at the model's own threshold, ROC AUC, Brier score and expected
 calibration error (ECE), with a reliability diagram; for a regression of n: MSE, bias and
 slope of predicted against true n, with a predicted-vs-true figure, and how often the
-conformal interval of a map's n (:mod:`turbexp.conformal`) holds it. The experiment's own
+conformal interval of a map's n (:mod:`turbexp.conformal`) holds it; for a classifier with
+probabilities, also each map's Brier score and ECE after the model's own calibration
+(:mod:`turbexp.calibration`, ``_map_calibrated_``). The experiment's own
 holdout is scored the same way, as the row to compare with. Each metric is given per image
 and per map (``_map_``: a simulation's projection, its images' mean score, as ``turbexp
 predict`` summarises a map). Every value has its 95 % interval from resampling whole
@@ -23,6 +25,7 @@ from matplotlib.figure import Figure
 from pydantic import Field, field_validator
 
 from turbexp import conformal, hookimpl, metrics
+from turbexp.calibration import MapCalibration
 from turbexp.evaluation import Probe, Simulation, probe_of
 from turbexp.hookspecs import Register
 from turbexp.images import images_per_simulation
@@ -93,6 +96,13 @@ class _Scored:
             y_pred = mean
         return _Scored(self.probe, self.y_true[first], y_pred, mean, self.owners[first])
 
+    def calibrated(self, calibration: MapCalibration) -> dict[str, Interval]:
+        """Brier score and ECE of these (map) probabilities after ``calibration``."""
+        p = calibration(self.score)
+        return self.bootstrap.intervals(lambda i: {
+            "brier": metrics.brier(self.y_true[i], p[i]),
+            "ece": metrics.expected_calibration_error(self.y_true[i], p[i], BINS)})
+
     def coverage(self, halfwidth: float) -> Interval:
         """The fraction of these (map) intervals ``prediction ± halfwidth`` that hold n."""
         hits = conformal.covered(self.y_pred, self.y_true, halfwidth).astype(np.float64)
@@ -151,6 +161,9 @@ class CrossCode(Report):
             out |= with_interval(scores[label], f"cross_{label}_")
             maps = scored.maps()
             out |= with_interval(maps.intervals(), f"cross_{label}_map_")
+            if context.map_calibration is not None:
+                out |= with_interval(maps.calibrated(context.map_calibration),
+                                     f"cross_{label}_map_calibrated_")
             if context.map_interval is not None:
                 level = f"{conformal.LEVEL * 100:g}"
                 out |= with_interval({f"cross_{label}_map_coverage_{level}":
