@@ -214,7 +214,7 @@ def _reliability(sets: dict[str, _Scored]) -> Figure:
         ax.plot(predicted, frequency, marker="o", color=f"C{k}", label=_caption(label, scored))
     ax.set(xlim=(0, 1), ylim=(-0.02, 1.02), xlabel="predicted probability of class 1",
            ylabel="fraction of images of class 1")
-    ax.set_title(f"reliability diagram, {BINS} bins", fontsize=9)
+    ax.set_title(f"reliability diagram of the images, {BINS} equal-width bins", fontsize=9)
     ax.legend(fontsize=8)
     return fig
 
