@@ -123,7 +123,7 @@ def test_a_classifier_scored_on_another_code(workdir: Path) -> None:
     assert m["cross_other_32_map_calibrated_brier"] == pytest.approx(
         brier_score_loss(y_map, calibration(p_map)))
     assert 0 <= m["holdout_map_calibrated_ece"] <= 1
-    for key in ("accuracy", "brier", "ece", "map_accuracy"):
+    for key in ("accuracy", "brier", "map_accuracy"):  # (ECE is biased under resampling)
         assert m[f"cross_other_32_{key}_ci95_low"] <= m[f"cross_other_32_{key}"] \
             <= m[f"cross_other_32_{key}_ci95_high"]
     figures = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "reports")}
