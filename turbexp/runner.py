@@ -308,14 +308,11 @@ def _test_and_holdout_maps(plan: ExperimentPlan, pipeline: Pipeline, data: Image
                                                      tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per map of the test split: mean score and target; per holdout map: mean score,
     target and simulation (a map is a simulation's projection, :mod:`turbexp.conformal`)."""
-    from turbexp.tuning import class_scores
-
     images = plan.spec.data.images
     per_map = images_per_simulation(images) // len(images.projections)
     test = data.part("test")
-    x = data.images[test]
-    score = pipeline.predict(x) if plan.spec.task.kind == "regress" else \
-        class_scores(pipeline[-1], pipeline[:-1].transform(x))
+    features = pipeline.named_steps["features"].transform(data.images[test])
+    _, score = predict(plan.spec.task.kind, pipeline.named_steps["estimator"], features)
     mean, first = conformal.map_means(score, data.simulation[test], per_map)
     part = result.parts[0]
     held, held_first = conformal.map_means(part.score, part.simulation, per_map)

@@ -176,7 +176,8 @@ def _features(probe: Probe, simulations: list[Simulation]
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The model's features of these simulations' images, their targets and owners."""
     images, y, owners = probe.dataset(simulations)
-    return np.asarray(probe.model[:-1].transform(images), dtype=np.float64), y, owners
+    features = probe.model.named_steps["features"].transform(images)
+    return np.asarray(features, dtype=np.float64), y, owners
 
 
 def _aligned(probe: Probe, simulations: list[Simulation], reference: np.ndarray) -> _Scored:
@@ -189,7 +190,7 @@ def _aligned(probe: Probe, simulations: list[Simulation], reference: np.ndarray)
     scale = np.divide(reference.std(axis=0), spread, out=np.ones_like(spread),
                       where=spread > 0)
     moved = (features - features.mean(axis=0)) * scale + reference.mean(axis=0)
-    estimator = probe.model[-1]
+    estimator = probe.model.named_steps["estimator"]
     y_pred = estimator.predict(moved)
     score = class_scores(estimator, moved) if probe.task == "classify" else y_pred
     return _Scored(probe, y, y_pred, score, owners)
