@@ -100,6 +100,12 @@ def linear_fit(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     return {"slope": float(slope), "intercept": float(intercept), "bias": bias}
 
 
+def is_probability(score: np.ndarray) -> bool:
+    """Whether every class-1 score lies in [0, 1] (a probability, not a decision value)."""
+    score = np.asarray(score, dtype=np.float64)
+    return bool(np.all((score >= 0) & (score <= 1)))
+
+
 def brier(y_true: np.ndarray, probability: np.ndarray) -> float:
     """Mean squared difference between the class-1 probability and the outcome (0 or 1)."""
     truth = (np.asarray(y_true).ravel() == 1).astype(np.float64)

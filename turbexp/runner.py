@@ -345,7 +345,7 @@ def _map_calibration(plan: ExperimentPlan, pipeline: Pipeline, data: ImageSet,
     the model for predict); the holdout maps' calibrated Brier score and ECE are logged.
     None for a classifier without probabilities, or a test split of one class."""
     (p, y), (held, held_y, owners) = _test_and_holdout_maps(plan, pipeline, data, result)
-    if not (np.all((p >= 0) & (p <= 1)) and np.all((held >= 0) & (held <= 1))):
+    if not (metrics.is_probability(p) and metrics.is_probability(held)):
         return None
     calibration = MapCalibration.fit(p, y)
     if calibration is None:

@@ -43,7 +43,7 @@ def cross_scores(task: str, y_true: np.ndarray, y_pred: np.ndarray,
     ``slope``)."""
     values = metrics.score(task, y_true, y_pred, score)
     if task == "classify":
-        is_probability = len(score) and np.all((score >= 0) & (score <= 1))
+        is_probability = len(score) and metrics.is_probability(score)
         nan = float("nan")
         return values | {
             "brier": metrics.brier(y_true, score) if is_probability else nan,
@@ -90,7 +90,7 @@ class _Scored:
                                           images_per_simulation(images)
                                           // len(images.projections))
         if self.probe.task == "classify":
-            threshold = 0.5 if np.all((self.score >= 0) & (self.score <= 1)) else 0.0
+            threshold = 0.5 if metrics.is_probability(self.score) else 0.0
             y_pred = (mean > threshold).astype(int)
         else:
             y_pred = mean
@@ -208,7 +208,7 @@ def _reliability(sets: dict[str, _Scored]) -> Figure:
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
     for k, (label, scored) in enumerate(sets.items()):
-        if not np.all((scored.score >= 0) & (scored.score <= 1)):
+        if not metrics.is_probability(scored.score):
             continue
         truth = (scored.y_true == 1).astype(int)
         frequency, predicted = calibration_curve(truth, scored.score, n_bins=BINS)
