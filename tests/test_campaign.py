@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import TINY_CAMPAIGN, fake_distribution, turbexp_cli, write
 
 from turbexp.campaign import plan_campaign, run_campaign
+from turbexp.errors import UserError
 from turbexp.experiment import plan_experiment
 from turbexp.runner import build_image_set
 from turbexp.store import SimulationStore
@@ -64,6 +66,46 @@ def test_index_range_groups_spread_the_index(workdir: Path) -> None:
     assert indices.std() > 0.25
 
 
+SPREAD_PHYSICS = """
+    name: ages
+    grid: 16
+    physics: {time_myr: {low: 0.5, high: 5.0}, mach: {low: 1.0, high: 3.0}}
+    groups:
+      - {label: kolmogorov, index: 3.6666667, count: 12}
+      - {label: burgers, index: 4.0, count: 12}
+    """
+
+
+def test_physics_ranges_give_each_simulation_its_own_age_and_mach(workdir: Path) -> None:
+    plan = plan_campaign(_campaign(workdir, SPREAD_PHYSICS))
+    times = np.array([s.request.physics.time_myr for s in plan.simulations])
+    machs = np.array([s.request.physics.mach for s in plan.simulations])
+    assert times.min() >= 0.5 and times.max() <= 5.0 and times.std() > 0.5
+    assert machs.min() >= 1.0 and machs.max() <= 3.0 and machs.std() > 0.2
+    assert abs(np.corrcoef(times, machs)[0, 1]) < 0.7  # drawn apart, not one stream
+    assert len({s.key for s in plan.simulations}) == len(plan.simulations)
+    again = plan_campaign(_campaign(workdir, SPREAD_PHYSICS))
+    assert [s.key for s in again.simulations] == [s.key for s in plan.simulations]
+    fixed = plan_campaign(_campaign(workdir, SPREAD_PHYSICS.replace(
+        "{low: 1.0, high: 3.0}", "2.0")))
+    assert {s.request.physics.mach for s in fixed.simulations} == {2.0}
+    assert [s.request.physics.time_myr for s in fixed.simulations] == list(times)
+
+
+@pytest.mark.parametrize(("physics", "expected"), [
+    ("{time_myr: {low: 5, high: 0.5}}", "physics.time_myr: low (5.0) must be below high (0.5)"),
+    ("{mach: {low: 1, high: .inf}}", "physics.mach.high: Input should be a finite number"),
+    ("{mach: {low: 0, high: 2}}", "physics.mach.low: Input should be greater than 0"),
+])
+def test_bad_physics_ranges_are_refused_by_name(workdir: Path, physics: str,
+                                                expected: str) -> None:
+    path = _campaign(workdir, SPREAD_PHYSICS.replace(
+        "{time_myr: {low: 0.5, high: 5.0}, mach: {low: 1.0, high: 3.0}}", physics))
+    with pytest.raises(UserError) as caught:
+        plan_campaign(path)
+    assert expected in str(caught.value)
+
+
 def test_run_makes_only_what_is_missing(workdir: Path) -> None:
     plan = plan_campaign(_campaign(workdir))
     store = SimulationStore(workdir / "cache")
@@ -102,6 +144,7 @@ FLAKY = '''
 from turbexp import hookimpl
 from turbexp.plugin_types import Simulator, SimulationResult
 import numpy as np
+import pytest
 
 class Flaky(Simulator):
     """Fails for every other seed until the file named by FLAKY_FIXED exists."""

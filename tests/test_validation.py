@@ -133,7 +133,8 @@ def test_validate_accepts_the_shipped_catalogue() -> None:
     # every classification and regression experiment runs on both presets
     twinned = study | analyses
     # the cross-code test bed is set at evolution times, not presets (docs/cross_code.md)
-    cross_code = {f"cross_code{task}{time}" for task in ("", "_index") for time in ("", "_2myr")}
+    cross_code = {f"cross_code{task}{time}" for task in ("", "_index")
+                  for time in ("", "_2myr", "_ages", "_ages_machs")}
     assert names == twinned | {f"{n}_developed" for n in twinned} | {"quickstart"} | cross_code
     by_name = {p.spec.name: p for p in plans}
     for n in twinned:

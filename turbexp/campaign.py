@@ -18,7 +18,7 @@ from turbexp.params import plan_params
 from turbexp.plugin_types import Physics, PluginParams, SimulationRequest
 from turbexp.plugins import PluginInfo, registry
 from turbexp.progress import progress_bar
-from turbexp.spec import CampaignSpec, validate
+from turbexp.spec import CampaignSpec, Spread, validate
 from turbexp.store import SimulationStore, content_hash
 from turbexp.yamlfile import load_yaml
 
@@ -76,10 +76,10 @@ def plan_campaign(path: str | Path, *, overrides: dict[str, Any] | None = None,
     if param_plan.space:
         raise doc.error("simulator parameters take values, not search spaces", ("simulator",))
     params = _resolve_paths(param_plan.sample(None), Path(path).parent)
-    physics = Physics(**spec.physics.model_dump())
     simulations = []
     for g, group in enumerate(spec.groups):
-        for member, index in enumerate(_indices(spec, g)):
+        for member, (index, physics) in enumerate(zip(_indices(spec, g), _physics(spec, g),
+                                                      strict=True)):
             seed = int(np.random.SeedSequence([spec.seed, g, member]).generate_state(1)[0])
             request = SimulationRequest(physics=physics, index=index, grid=spec.grid, seed=seed)
             key = content_hash(simulation_identity(simulator, params, request))
@@ -96,11 +96,28 @@ def _resolve_paths(params: PluginParams, base: Path) -> PluginParams:
 
 
 def _indices(spec: CampaignSpec, g: int) -> list[float]:
-    group = spec.groups[g]
-    if isinstance(group.index, float | int):
-        return [float(group.index)] * group.count
-    rng = np.random.default_rng([spec.seed, g])
-    return [round(float(v), 6) for v in rng.uniform(group.index.low, group.index.high, group.count)]
+    return _draws(spec.groups[g].index, spec.groups[g].count, [spec.seed, g])
+
+
+def _physics(spec: CampaignSpec, g: int) -> list[Physics]:
+    """Each simulation's physics: its own Mach number and time where those are ranges."""
+    count = spec.groups[g].count
+    fixed = spec.physics.model_dump(exclude={"mach", "time_myr"})
+    machs = _draws(spec.physics.mach, count, [spec.seed, g, PHYSICS_STREAM, 0])
+    times = _draws(spec.physics.time_myr, count, [spec.seed, g, PHYSICS_STREAM, 1])
+    return [Physics(**fixed, mach=m, time_myr=t) for m, t in zip(machs, times, strict=True)]
+
+
+PHYSICS_STREAM = 1
+"""Keeps the Mach and time draws apart from the index draws of the same group."""
+
+
+def _draws(value: float | Spread, count: int, entropy: list[int]) -> list[float]:
+    """``count`` copies of a number, or uniform draws (6 decimals) from a range."""
+    if not isinstance(value, Spread):
+        return [float(value)] * count
+    rng = np.random.default_rng(entropy)
+    return [round(float(v), 6) for v in rng.uniform(value.low, value.high, count)]
 
 
 def simulation_identity(simulator: PluginInfo, params: PluginParams,

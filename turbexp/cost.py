@@ -162,7 +162,7 @@ def estimate(plans: list[ExperimentPlan], rates: Rates | None = None) -> list[Co
 
 def _split_sizes(plan: ExperimentPlan) -> dict[str, int]:
     parts = split_simulations(plan.strata(), plan.spec.data.split)
-    per = images_per_simulation(plan.spec.data.images)
+    per = images_per_simulation(plan.spec.data.images) * plan.spec.data.observation.views
     return {name: int(np.sum(parts == k)) * per
             for k, name in enumerate(("train", "test", "holdout"))}
 

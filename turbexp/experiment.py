@@ -57,8 +57,9 @@ class ExperimentPlan:
     def spec_hash(self) -> str:
         """Changes when the experiment or the data it uses changes."""
         spec = self.spec.model_dump(mode="json")
-        if self.spec.data.observation == ObservationSpec():  # as before observations existed
-            del spec["data"]["observation"]
+        del spec["data"]["observation"]  # as before observations existed, when there is none
+        if self.spec.data.observation != ObservationSpec():
+            spec["data"]["observation"] = _changed(self.spec.data.observation)
         return content_hash({"spec": spec, "campaign": self.campaign.content_hash})
 
     @property
@@ -71,7 +72,7 @@ class ExperimentPlan:
                  "split": spec.data.split.model_dump(mode="json"),
                  "task": spec.task.model_dump(mode="json")}
         if spec.data.observation != ObservationSpec():
-            parts["observation"] = spec.data.observation.model_dump(mode="json")
+            parts["observation"] = _changed(spec.data.observation)
         return content_hash(parts)
 
     @property
@@ -258,7 +259,7 @@ def check_reuse(plan: ExperimentPlan, source: ExperimentPlan | None) -> None:
                                                 source.spec):
         raise plan.doc.error(f"the model of {source.spec.name!r} was trained with {what} "
                              f"{theirs}, this experiment has {mine}; reusing it needs the "
-                             "same campaign, images, split and task", ("model",))
+                             "same campaign, images, split, observation and task", ("model",))
     assert source.estimator is not None
     for i, report in enumerate(plan.reports):
         check_report_estimator(plan.doc, ("evaluate", "reports", i), report.plugin,
@@ -274,7 +275,15 @@ def reuse_differences(plan: ExperimentPlan, campaign_hash: str,
         found.append(("campaign hash", plan.campaign.content_hash[:12], campaign_hash[:12]))
     for what, mine, theirs in (("images", spec.data.images, source.data.images),
                                ("split", spec.data.split, source.data.split),
+                               ("observation", spec.data.observation,
+                                source.data.observation),
                                ("task", spec.task, source.task)):
         if mine != theirs:
             found.append((what, mine.model_dump(), theirs.model_dump()))
     return found
+
+
+def _changed(observation: ObservationSpec) -> dict[str, Any]:
+    """The observation model's keys that differ from none: a key added later leaves the hashes
+    of experiments that do not use it as they were."""
+    return observation.model_dump(mode="json", exclude_defaults=True)

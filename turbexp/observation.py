@@ -6,6 +6,9 @@ training maps of every code and to every map given to ``turbexp predict``, so th
 below the beam, where codes and resolutions differ most, carries no weight. Simulation boxes
 are periodic; observed maps are not, and their masked (NaN) pixels are left out of the
 convolution and stay masked.
+
+Augmentation (:func:`views`) images each training map more than once: through further beams,
+and at coarser pixels resampled back, so that the model learns not to depend on either.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import math
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from turbexp.images import resize_to
 from turbexp.spec import ObservationSpec
 
 FWHM_PER_SIGMA = 2 * math.sqrt(2 * math.log(2))
@@ -45,3 +49,29 @@ def observe(column_density: np.ndarray, pixel_pc: float, observation: Observatio
     with np.errstate(invalid="ignore", divide="ignore"):
         smoothed = gaussian_filter(filled, sigma, mode="reflect", axes=axes) / weight
     return np.where(valid, smoothed, np.nan)
+
+
+def views(column_density: np.ndarray, pixel_pc: float,
+          observation: ObservationSpec) -> list[np.ndarray]:
+    """The log10 column density maps (3, N, N) of one simulation box as the experiment images
+    them: through the observation model, then through each augmentation beam, then at each
+    augmentation's coarser pixels (after the observation model's beam); ``observation.views``
+    of them, in that order."""
+    seen = np.log10(observe(column_density, pixel_pc, observation))
+    out = [seen]
+    for beam in observation.augment_beams_pc:
+        out.append(np.log10(observe(column_density, pixel_pc,
+                                    ObservationSpec(beam_fwhm_pc=beam))))
+    for factor in observation.augment_pixel_factors:
+        out.append(coarsened(seen, factor))
+    return out
+
+
+def coarsened(log_maps: np.ndarray, factor: int) -> np.ndarray:
+    """Maps (..., N, N) as a map with pixels ``factor`` times wider looks once predict has
+    resampled it to these pixels: resized down (anti-aliased) and back up, linearly."""
+    side = log_maps.shape[-1]
+    coarse = max(2, round(side / factor))
+    flat = log_maps.reshape(-1, side, side)
+    out = np.stack([resize_to(resize_to(m, coarse), side) for m in flat])
+    return out.reshape(log_maps.shape)

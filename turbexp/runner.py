@@ -41,9 +41,10 @@ from turbexp.images import (
     images_per_simulation,
     split_simulations,
 )
-from turbexp.observation import observe
+from turbexp.observation import views
 from turbexp.plugin_types import ReportContext
 from turbexp.progress import console, step
+from turbexp.spec import Spread
 from turbexp.store import SimulationStore
 from turbexp.tuning import logged_params, predict, study_progress, tune
 from turbexp.uncertainty import Interval, SimulationBootstrap, with_interval
@@ -98,8 +99,8 @@ def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
             continue
         stored = store.get(sim.key)
         stored_metadata[position] = stored.metadata
-        observed = observe(stored.column_density, pixel_pc, spec.data.observation)
-        block = images_from_maps(np.log10(observed), spec.data.images)
+        block = np.concatenate([images_from_maps(view, spec.data.images) for view in
+                                views(stored.column_density, pixel_pc, spec.data.observation)])
         images.append(block)
         n = len(block)
         sims.append(np.full(n, position))
@@ -213,6 +214,17 @@ def _tags(plan: ExperimentPlan, role: str) -> dict[str, str]:
     return tags
 
 
+def _described(value: float | Spread) -> float | str:
+    """A campaign's physical value as a parameter: the number, or the range it is drawn from."""
+    if isinstance(value, Spread):
+        return f"uniform({value.low:g}, {value.high:g})"
+    return value
+
+
+def _listed(values: list[float] | list[int]) -> str:
+    return ", ".join(f"{v:g}" for v in values) or "none"
+
+
 def _log_spec(plan: ExperimentPlan, data: ImageSet | None) -> None:
     """The files as read, and the parameters that describe the data."""
     spec = plan.spec
@@ -226,10 +238,15 @@ def _log_spec(plan: ExperimentPlan, data: ImageSet | None) -> None:
         "campaign.preset": plan.campaign.spec.preset,
         "campaign.grid": plan.campaign.spec.grid,
         "campaign.seed": plan.campaign.spec.seed,
-        "campaign.time_myr": plan.campaign.spec.physics.time_myr,
+        "campaign.time_myr": _described(plan.campaign.spec.physics.time_myr),
+        "campaign.mach": _described(plan.campaign.spec.physics.mach),
         "images.size": spec.data.images.size,
-        "images.per_simulation": images_per_simulation(spec.data.images),
+        "images.per_simulation": images_per_simulation(spec.data.images)
+        * spec.data.observation.views,
         "observation.beam_fwhm_pc": spec.data.observation.beam_fwhm_pc,
+        "observation.augment_beams_pc": _listed(spec.data.observation.augment_beams_pc),
+        "observation.augment_pixel_factors": _listed(
+            spec.data.observation.augment_pixel_factors),
         "split.seed": spec.data.split.seed,
         "tune.seed": spec.tune.seed,
         "repeats": spec.repeats,

@@ -25,6 +25,10 @@ from turbexp.yamlfile import YamlDocument
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
 Index = Annotated[float, Field(ge=2.0, le=6.0, description="spectral index n, P(k) ∝ k^-n")]
+Mach = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False,
+                               description="rms Mach number of the initial field")]
+TimeMyr = Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False,
+                                 description="evolution time, Myr")]
 
 KOLMOGOROV = 11.0 / 3.0
 BURGERS = 4.0
@@ -58,28 +62,45 @@ class PluginRef(BaseModel):
 # --- campaigns ----------------------------------------------------------------
 
 
+class Spread(StrictModel):
+    """Values drawn uniformly between ``low`` and ``high``, one per simulation."""
+
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Spread:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class IndexRange(Spread):
+    low: Index
+    high: Index
+
+
+class MachRange(Spread):
+    low: Mach
+    high: Mach
+
+
+class TimeRange(Spread):
+    low: TimeMyr
+    high: TimeMyr
+
+
 class PhysicsSpec(StrictModel):
-    """Physical set-up, in pc, g/cm³, K and Myr."""
+    """Physical set-up, in pc, g/cm³, K and Myr. ``mach`` and ``time_myr`` may be a range
+    ``{low, high}``: each simulation then draws its own value, so that a model trained on
+    the campaign need not know a cloud's age or Mach number."""
 
     box_pc: float = Field(10.0, gt=0)
     density_g_cm3: float = Field(6.77e-22, gt=0)
     temperature_K: float = Field(10.0, gt=0)
     mean_molecular_weight: float = Field(2.37, gt=0)
-    mach: float = Field(1.41, gt=0, le=100)
-    time_myr: float = Field(0.5, ge=0)
-
-
-class IndexRange(StrictModel):
-    """Indices drawn uniformly between ``low`` and ``high``."""
-
-    low: Index
-    high: Index
-
-    @model_validator(mode="after")
-    def _ordered(self) -> IndexRange:
-        if self.low >= self.high:
-            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
-        return self
+    mach: Mach | MachRange = 1.41
+    time_myr: TimeMyr | TimeRange = 0.5
 
 
 class GroupSpec(StrictModel):
@@ -174,6 +195,19 @@ class ObservationSpec(StrictModel):
     beam_fwhm_pc: float = Field(0.0, ge=0, le=1000, description=(
         "FWHM of a Gaussian beam (pc) convolving the column density of every training map "
         "and of every map given to predict; 0: none"))
+    augment_beams_pc: list[Annotated[float, Field(gt=0, le=1000)]] = Field(
+        [], max_length=16, description=(
+            "further beams (FWHM, pc): every map of the campaign is also imaged through each, "
+            "so that the model does not depend on the beam; predict applies beam_fwhm_pc only"))
+    augment_pixel_factors: list[Annotated[int, Field(ge=2, le=16)]] = Field(
+        [], max_length=16, description=(
+            "every map is also imaged with pixels this many times wider, resampled back as "
+            "predict resamples a coarser map, so that the model does not depend on resolution"))
+
+    @property
+    def views(self) -> int:
+        """How many times each map is imaged: as observed, and once per augmentation."""
+        return 1 + len(self.augment_beams_pc) + len(self.augment_pixel_factors)
 
 
 class DataSpec(StrictModel):
