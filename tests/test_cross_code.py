@@ -122,7 +122,10 @@ def test_a_classifier_scored_on_another_code(workdir: Path) -> None:
     calibration = MapCalibration.from_tag(run.data.tags["turbexp.map_calibration"])
     assert m["cross_other_32_map_calibrated_brier"] == pytest.approx(
         brier_score_loss(y_map, calibration(p_map)))
+    _, low, high = calibration.calibrated(p_map)
+    assert m["cross_other_32_map_calibrated_width"] == pytest.approx(np.mean(high - low))
     assert 0 <= m["holdout_map_calibrated_ece"] <= 1
+    assert 0 <= m["holdout_map_calibrated_width"] <= 1
     for key in ("accuracy", "brier", "map_accuracy"):  # (ECE is biased under resampling)
         assert m[f"cross_other_32_{key}_ci95_low"] <= m[f"cross_other_32_{key}"] \
             <= m[f"cross_other_32_{key}_ci95_high"]

@@ -333,10 +333,15 @@ def test_a_classifier_with_probabilities_gives_the_probability_of_class_1(
     tag = MlflowClient().get_run(mlflow.models.get_model_info(models.probability).run_id) \
         .data.tags["turbexp.map_calibration"]
     [summary] = _read_csv(store / "predictions" / "maps.csv")
-    expected = MapCalibration.from_tag(tag)(np.array([float(summary["mean"])]))[0]
+    expected, low, high = (float(v[0]) for v in MapCalibration.from_tag(tag).calibrated(
+        np.array([float(summary["mean"])])))
+    assert low <= expected <= high
     assert float(summary["calibrated_p"]) == pytest.approx(expected, rel=1e-6)
+    assert float(summary["calibrated_p_low"]) == pytest.approx(low, rel=1e-6)
+    assert float(summary["calibrated_p_high"]) == pytest.approx(high, rel=1e-6)
     assert header["PREDCAL"] == pytest.approx(expected, rel=1e-6)
-    assert f"P = {expected:.3f}" in stdout
+    assert (header["PREDCALL"], header["PREDCALH"]) == pytest.approx((low, high), rel=1e-6)
+    assert f"P = {expected:.3f} [{low:.3f}, {high:.3f}]" in stdout
 
 
 def _not_fits(folder: Path) -> Path:

@@ -313,7 +313,7 @@ def predict(model_uri: str, maps: tuple[str, ...], out_dir: str, max_masked: flo
         tile = f"{r.tiles.size} px" if r.scale is None else \
             f"{r.tiles.size} px = {r.scale.tile_pc:.3g} pc"
         if r.calibrated is not None:
-            interval = f"P = {r.calibrated:.3f}"
+            interval = "P = {:.3f} [{:.3f}, {:.3f}]".format(*r.calibrated)
         elif r.interval is None:
             interval = ""
         elif r.halfwidth < float("inf"):

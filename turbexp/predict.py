@@ -12,7 +12,7 @@ model gives the spectral index n of every tile, a classifier the probability of
 class 1 (or its decision score when the model has no probabilities). Per map, the
 mean and standard deviation over its tiles are reported, and for n its conformal
 interval (``turbexp.map_interval_90``, :mod:`turbexp.conformal`), for a class its
-calibrated probability (:mod:`turbexp.calibration`); the spread shows
+calibrated probability with its Venn-ABERS bounds (:mod:`turbexp.calibration`); the spread shows
 how much the answer varies across the cloud, it is not a calibrated uncertainty.
 """
 
@@ -50,7 +50,8 @@ CSV_COLUMNS = ("map", "tile_row", "tile_col", "x0", "y0", "masked_fraction", "pr
 SUMMARY_NAME = "maps.csv"
 SUMMARY_COLUMNS = ("map", "quantity", "mean", "spread", "tiles", "tiles_possible",
                    "masked_fraction", "tile_pixels", "pixel_pc", "tile_pc", "beam_fwhm_pc",
-                   "interval_low", "interval_high", "calibrated_p")
+                   "interval_low", "interval_high", "calibrated_p", "calibrated_p_low",
+                   "calibrated_p_high")
 
 
 @dataclass
@@ -86,10 +87,13 @@ class MapPrediction:
     calibration: MapCalibration | None = None  # of the map's mean probability (classify)
 
     @property
-    def calibrated(self) -> float | None:
-        """The map's calibrated probability of class 1, if the model has a calibration."""
-        return None if self.calibration is None else \
-            float(self.calibration(np.array([self.mean]))[0])
+    def calibrated(self) -> tuple[float, float, float] | None:
+        """The map's calibrated probability of class 1 and its bounds p0 ≤ p1, if the model
+        has a calibration."""
+        if self.calibration is None:
+            return None
+        point, low, high = self.calibration.calibrated(np.array([self.mean]))
+        return float(point[0]), float(low[0]), float(high[0])
 
     @property
     def interval(self) -> tuple[float, float] | None:
@@ -260,9 +264,9 @@ def describe_model(uri: str) -> ModelDescription:
     recorded = run.data.tags.get(CALIBRATION)
     try:
         calibration = MapCalibration.from_tag(recorded) if recorded is not None else None
-    except ValueError:
-        raise UserError(not_ours + f"the tag {CALIBRATION} of run {info.run_id} is not a "
-                        f"calibration: {recorded!r}", field=FIELD) from None
+    except ValueError as exc:
+        raise UserError(not_ours + f"the tag {CALIBRATION} of run {info.run_id}: {exc}",
+                        field=FIELD) from None
     return ModelDescription(uri, info.run_id, size, classes, image_pc, beam_fwhm_pc,
                             map_interval, calibration)
 
@@ -409,7 +413,7 @@ def _map_rows(results: list[MapPrediction]) -> Iterator[list[Any]]:
                "" if scale is None else f"{scale.pixel_pc:.8g}",
                "" if scale is None else f"{scale.tile_pc:.8g}", f"{r.beam_fwhm_pc:.8g}",
                *(("", "") if r.interval is None else (f"{v:.8g}" for v in r.interval)),
-               "" if r.calibrated is None else f"{r.calibrated:.8g}"]
+               *(("", "", "") if r.calibrated is None else (f"{v:.8g}" for v in r.calibrated))]
 
 
 def _write_fits(result: MapPrediction, uri: str, max_masked: float) -> None:
@@ -436,7 +440,10 @@ def _write_fits(result: MapPrediction, uri: str, max_masked: float) -> None:
     header["PREDMEAN"] = (result.mean, "mean over tiles")
     header["PREDSTD"] = (result.spread, "standard deviation over tiles")
     if result.calibrated is not None:
-        header["PREDCAL"] = (result.calibrated, "calibrated probability of the map's class 1")
+        point, low, high = result.calibrated
+        header["PREDCAL"] = (point, "calibrated probability of the map's class 1")
+        header["PREDCALL"] = (low, "its Venn-ABERS lower bound p0")
+        header["PREDCALH"] = (high, "its Venn-ABERS upper bound p1")
     if result.interval is not None and np.isfinite(result.interval).all():
         level = f"{LEVEL * 100:g} %"
         header["PREDLO"] = (result.interval[0], f"{level} conformal interval of the mean, low")

@@ -358,8 +358,9 @@ def _map_interval(plan: ExperimentPlan, pipeline: Pipeline, data: ImageSet,
 
 def _map_calibration(plan: ExperimentPlan, pipeline: Pipeline, data: ImageSet,
                      result: Holdout) -> MapCalibration | None:
-    """Platt scaling of a map's probability, fitted on the test split's maps (recorded with
-    the model for predict); the holdout maps' calibrated Brier score and ECE are logged.
+    """Venn-ABERS calibration of a map's probability on the test split's maps (recorded with
+    the model for predict); the holdout maps' calibrated Brier score, ECE and mean width of
+    the bounds are logged.
     None for a classifier without probabilities, or a test split of one class."""
     (p, y), (held, held_y, owners) = _test_and_holdout_maps(plan, pipeline, data, result)
     if not (metrics.is_probability(p) and metrics.is_probability(held)):
@@ -368,12 +369,13 @@ def _map_calibration(plan: ExperimentPlan, pipeline: Pipeline, data: ImageSet,
     if calibration is None:
         return None
     mlflow.set_tag(CALIBRATION_TAG, calibration.to_tag())
-    calibrated = calibration(held)
+    calibrated, low, high = calibration.calibrated(held)
     boot = plan.spec.evaluate.bootstrap
     values = SimulationBootstrap(owners, held_y, resamples=boot.resamples,
                                  seed=boot.seed).intervals(lambda i: {
         "brier": metrics.brier(held_y[i], calibrated[i]),
-        "ece": metrics.expected_calibration_error(held_y[i], calibrated[i])})
+        "ece": metrics.expected_calibration_error(held_y[i], calibrated[i]),
+        "width": float(np.mean(high[i] - low[i]))})
     mlflow.log_metrics(_finite(with_interval(values, "holdout_map_calibrated_")))
     return calibration
 

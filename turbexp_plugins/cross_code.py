@@ -4,11 +4,11 @@ For a classifier: accuracy at the model's own threshold, ROC AUC, Brier score an
 calibration error (ECE), with a reliability diagram; for a regression of n: MSE, bias and
 slope of predicted against true n, with a predicted-vs-true figure, and how often the
 conformal interval of a map's n (:mod:`turbexp.conformal`) holds it; for a classifier with
-probabilities, also each map's Brier score and ECE after the model's own calibration
-(:mod:`turbexp.calibration`, ``_map_calibrated_``). The experiment's own
-holdout is scored the same way, as the row to compare with. Each metric is given per image
-and per map (``_map_``: a simulation's projection, its images' mean score, as ``turbexp
-predict`` summarises a map). Every value has its 95 % interval from resampling whole
+probabilities, also each map's Brier score and ECE after the model's own calibration and
+the mean width of its bounds (:mod:`turbexp.calibration`, ``_map_calibrated_``). The
+experiment's own holdout is scored the same way, as the row to compare with. Each metric is
+given per image and per map (``_map_``: a simulation's projection, its images' mean score, as
+``turbexp predict`` summarises a map). Every value has its 95 % interval from resampling whole
 simulations (within classes for a classification).
 
 Metric names are ``cross_<label>_<metric>``, ``<label>`` being the key the campaign is given
@@ -97,11 +97,13 @@ class _Scored:
         return _Scored(self.probe, self.y_true[first], y_pred, mean, self.owners[first])
 
     def calibrated(self, calibration: MapCalibration) -> dict[str, Interval]:
-        """Brier score and ECE of these (map) probabilities after ``calibration``."""
-        p = calibration(self.score)
+        """Brier score and ECE of these (map) probabilities after ``calibration``, and the
+        mean width of its Venn-ABERS bounds."""
+        p, low, high = calibration.calibrated(self.score)
         return self.bootstrap.intervals(lambda i: {
             "brier": metrics.brier(self.y_true[i], p[i]),
-            "ece": metrics.expected_calibration_error(self.y_true[i], p[i], BINS)})
+            "ece": metrics.expected_calibration_error(self.y_true[i], p[i], BINS),
+            "width": float(np.mean(high[i] - low[i]))})
 
     def coverage(self, halfwidth: float) -> Interval:
         """The fraction of these (map) intervals ``prediction ± halfwidth`` that hold n."""
