@@ -134,7 +134,7 @@ def test_validate_accepts_the_shipped_catalogue() -> None:
     twinned = study | analyses
     # the cross-code test bed is set at evolution times, not presets (docs/cross_code.md)
     cross_code = {f"cross_code{task}{time}" for task in ("", "_index")
-                  for time in ("", "_2myr", "_ages", "_ages_machs")}
+                  for time in ("", "_2myr", "_young", "_ages", "_ages_machs")}
     assert names == twinned | {f"{n}_developed" for n in twinned} | {"quickstart"} | cross_code
     by_name = {p.spec.name: p for p in plans}
     for n in twinned:

@@ -99,6 +99,10 @@ def _indices(spec: CampaignSpec, g: int) -> list[float]:
     return _draws(spec.groups[g].index, spec.groups[g].count, [spec.seed, g])
 
 
+PHYSICS_STREAM = 1
+"""Keeps the Mach and time draws apart from the index draws of the same group."""
+
+
 def _physics(spec: CampaignSpec, g: int) -> list[Physics]:
     """Each simulation's physics: its own Mach number and time where those are ranges."""
     count = spec.groups[g].count
@@ -106,10 +110,6 @@ def _physics(spec: CampaignSpec, g: int) -> list[Physics]:
     machs = _draws(spec.physics.mach, count, [spec.seed, g, PHYSICS_STREAM, 0])
     times = _draws(spec.physics.time_myr, count, [spec.seed, g, PHYSICS_STREAM, 1])
     return [Physics(**fixed, mach=m, time_myr=t) for m, t in zip(machs, times, strict=True)]
-
-
-PHYSICS_STREAM = 1
-"""Keeps the Mach and time draws apart from the index draws of the same group."""
 
 
 def _draws(value: float | Spread, count: int, entropy: list[int]) -> list[float]:
