@@ -115,10 +115,12 @@ def _column_density(shape: tuple[int, int] = (40, 40), seed: int = 0) -> np.ndar
 
 
 def _write_map(path: Path, data: np.ndarray, unit: str | None = "g/cm2",
-               wcs: WCS | None = None) -> Path:
+               wcs: WCS | None = None, beam_deg: float | None = None) -> Path:
     header = wcs.to_header() if wcs is not None else fits.Header()
     if unit is not None:
         header["BUNIT"] = unit
+    if beam_deg is not None:
+        header["BMAJ"], header["BMIN"] = beam_deg, beam_deg
     path.parent.mkdir(parents=True, exist_ok=True)
     fits.PrimaryHDU(data, header=header).writeto(path)
     return path
@@ -490,6 +492,61 @@ def test_a_model_trained_through_a_beam_sees_maps_through_it(
     raw = pipeline.predict_proba(tile_map(observed, SIZE, 0.1).images)[:, 1]
     assert not np.allclose(raw, [float(r["prediction"]) for r in rows], rtol=1e-3)
     [summary] = _read_csv(store / "out" / "maps.csv")
-    assert float(summary["beam_fwhm_pc"]) == 1.25
+    assert float(summary["beam_fwhm_pc"]) == 1.25 and summary["map_beam_fwhm_pc"] == ""
     with fits.open(store / "out" / "cloud_predictions.fits") as hdus:
         assert hdus[0].header["BEAMPC"] == 1.25
+
+
+def test_a_map_with_its_own_beam_is_brought_to_the_models(
+        models: Models, store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A header beam (BMAJ/BMIN) narrower than the model's is widened to it, by the kernel
+    of FWHM √(model² − map²); one already wider is left alone, with a warning."""
+    client = MlflowClient()
+    run_id = mlflow.models.get_model_info(models.probability).run_id
+    client.set_tag(run_id, "turbexp.beam_fwhm_pc", "1.25")
+    degrees_per_pc = 0.01 / PIXEL_PC  # _wcs()'s pixels at DISTANCE_PC
+    cloud = _column_density((40, 40), seed=7)
+    _write_map(store / "sharp.fits", cloud, wcs=_wcs(), beam_deg=0.75 * degrees_per_pc)
+    _write_map(store / "blurred.fits", cloud, wcs=_wcs(), beam_deg=2.0 * degrees_per_pc)
+    try:
+        main(["predict", models.probability, "sharp.fits", "blurred.fits", "--out", "out",
+              "--distance", DISTANCE_PC])
+    finally:
+        client.set_tag(run_id, "turbexp.beam_fwhm_pc", "0")
+    said = capsys.readouterr().err.replace("\n", " ")
+    assert "smoothed by 1 pc to the model's 1.25 pc beam" in said
+    assert "blurred.fits: the map's own beam (2 pc, BMAJ/BMIN) is wider" in said
+    summary = {Path(r["map"]).name: r for r in _read_csv(store / "out" / "maps.csv")}
+    assert float(summary["sharp.fits"]["map_beam_fwhm_pc"]) == pytest.approx(0.75, rel=1e-3)
+    assert float(summary["sharp.fits"]["beam_fwhm_pc"]) == pytest.approx(1.0, rel=1e-3)
+    assert float(summary["blurred.fits"]["beam_fwhm_pc"]) == 0
+    with fits.open(store / "out" / "blurred_predictions.fits") as hdus:
+        assert hdus[0].header["MAPBEAM"] == pytest.approx(2.0, rel=1e-3)
+    # the sharp map was smoothed by the 1 pc kernel, the blurred one not at all
+    pipeline = mlflow.sklearn.load_model(models.probability)
+    observed = read_map(str(store / "sharp.fits"))
+    applied = float(summary["sharp.fits"]["beam_fwhm_pc"])
+    pixel_pc = float(summary["sharp.fits"]["pixel_pc"])  # at DISTANCE_PC, about PIXEL_PC
+    kernel = observe(observed.data, pixel_pc, ObservationSpec(beam_fwhm_pc=applied),
+                     periodic=False)
+    expected = [*pipeline.predict_proba(tile_map(dataclasses.replace(
+        observed, data=kernel), SIZE, 0.1).images)[:, 1],
+        *pipeline.predict_proba(tile_map(read_map(str(store / "blurred.fits")), SIZE,
+                                         0.1).images)[:, 1]]
+    rows = _read_csv(store / "out" / "predictions.csv")
+    np.testing.assert_allclose([float(r["prediction"]) for r in rows], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("bmaj", "bmin", "note"), [
+    ("'wide'", "0.01", "are not numbers"),
+    ("-0.01", "0.01", "are not positive beam widths"),
+])
+def test_an_unusable_header_beam_is_ignored_with_a_note(tmp_path: Path, bmaj: str, bmin: str,
+                                                       note: str) -> None:
+    path = _write_map(tmp_path / "cloud.fits", _column_density(), wcs=_wcs())
+    with fits.open(path, mode="update") as hdus:
+        hdus[0].header["BMAJ"] = eval(bmaj)  # a string or a number, as headers hold them
+        hdus[0].header["BMIN"] = float(bmin)
+    observed = read_map(path)
+    assert observed.beam is None
+    assert any(note in w for w in observed.warnings)

@@ -28,6 +28,7 @@ maps) before it is standardised.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,8 @@ class ObservedMap:
     warnings: list[str] = field(default_factory=list)
     pixel_scale: tuple[u.Quantity, u.Quantity] | None = None  # pixel sides (x, y): lengths
     # or angles, if the header gives them
+    beam: u.Quantity | None = None  # the map's own beam FWHM (√(BMAJ·BMIN)), an angle, if
+    # the header gives it
 
     @property
     def where(self) -> str:
@@ -156,7 +159,26 @@ def _observed(path: Path, index: int, hdu: Any, raw: np.ndarray) -> ObservedMap:
     wcs = _image_wcs(header, raw.shape)
     celestial = wcs if wcs is not None and wcs.celestial.naxis == 2 else None
     return ObservedMap(path, index, hdu.name, data, mask, unit, celestial, notes,
-                       _pixel_scale(wcs))
+                       _pixel_scale(wcs), _beam(header, notes))
+
+
+def _beam(header: fits.Header, notes: list[str]) -> u.Quantity | None:
+    """The beam's FWHM from BMAJ and BMIN (degrees, as FITS has them; BMIN defaults to
+    BMAJ), as the geometric mean of the two axes; None, with a note, when unusable."""
+    if "BMAJ" not in header:
+        return None
+    try:
+        major = float(header["BMAJ"])
+        minor = float(header.get("BMIN", major))
+    except (TypeError, ValueError):
+        notes.append(f"BMAJ/BMIN: {header.get('BMAJ')!r}, {header.get('BMIN')!r} are not "
+                     "numbers; the map's own beam is ignored")
+        return None
+    if not (math.isfinite(major) and math.isfinite(minor) and major > 0 and minor > 0):
+        notes.append(f"BMAJ/BMIN: {major:g}, {minor:g} are not positive beam widths; the "
+                     "map's own beam is ignored")
+        return None
+    return math.sqrt(major * minor) * u.deg
 
 
 def _unit_factor(bunit: str, notes: list[str]) -> tuple[float, str]:

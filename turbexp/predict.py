@@ -7,7 +7,9 @@ Each map is cut into tiles that cover what the model's training images covered
 :mod:`turbexp.maps`). A map whose scale is unknown is refused unless the user
 gives it or opts out (``--ignore-scale``: tiles of the model's image size in
 pixels, whatever they cover). A model trained through a beam
-(``turbexp.beam_fwhm_pc``) sees each map through the same beam first. A regression
+(``turbexp.beam_fwhm_pc``) sees each map through the same beam first: where the map's header
+gives its own beam (BMAJ, BMIN), through the kernel that brings that beam to the model's
+(FWHM² = model² − map²), with a warning when the map's beam is already the wider. A regression
 model gives the spectral index n of every tile, a classifier the probability of
 class 1 (or its decision score when the model has no probabilities). Per map, the
 mean and standard deviation over its tiles are reported, and for n its conformal
@@ -22,6 +24,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 import os
 import warnings
 from collections.abc import Iterable, Iterator
@@ -49,7 +52,8 @@ CSV_NAME = "predictions.csv"
 CSV_COLUMNS = ("map", "tile_row", "tile_col", "x0", "y0", "masked_fraction", "prediction")
 SUMMARY_NAME = "maps.csv"
 SUMMARY_COLUMNS = ("map", "quantity", "mean", "spread", "tiles", "tiles_possible",
-                   "masked_fraction", "tile_pixels", "pixel_pc", "tile_pc", "beam_fwhm_pc",
+                   "masked_fraction", "tile_pixels", "pixel_pc", "tile_pc", "map_beam_fwhm_pc",
+                   "beam_fwhm_pc",
                    "interval_low", "interval_high", "calibrated_p", "calibrated_p_low",
                    "calibrated_p_high")
 
@@ -82,7 +86,8 @@ class MapPrediction:
     quantity: str  # "spectral index n", "P(<class 1>)" or "score(<class 1>)"
     output: Path  # the FITS map of per-tile predictions
     scale: MapScale | None = None  # how the tiles were sized (None: in pixels)
-    beam_fwhm_pc: float = 0.0  # the beam the map was smoothed by before tiling
+    beam_fwhm_pc: float = 0.0  # the kernel the map was smoothed by before tiling
+    map_beam_pc: float | None = None  # the map's own beam, from its header, if known
     halfwidth: float | None = None  # conformal half-width of the map's mean (regress)
     calibration: MapCalibration | None = None  # of the map's mean probability (classify)
 
@@ -308,18 +313,68 @@ def score(pipeline: Any, description: ModelDescription,
     return np.asarray(pipeline.predict(images), dtype=np.float64), f"label (1 = {name})"
 
 
-def through_beam(observed: ObservedMap, description: ModelDescription,
-                 scale: MapScale | None) -> ObservedMap:
-    """The map seen through the beam the model was trained with, at the map's own pixel
-    scale; a model with a beam needs that scale."""
-    if description.beam_fwhm_pc == 0:
+@dataclass(frozen=True)
+class Smoothing:
+    """How a map was brought to the beam the model was trained through."""
+
+    kernel_pc: float  # FWHM of the Gaussian applied (0: none)
+    map_beam_pc: float | None  # the map's own beam, if its header gives one
+    note: str  # what was done, for the terminal
+    warning: str | None = None  # the map is smoother than the model's training maps
+
+
+def map_beam_pc(observed: ObservedMap, scale: MapScale | None,
+                options: ScaleOptions) -> float | None:
+    """The map's own beam (header BMAJ/BMIN) in pc: by --distance, else in map pixels (its
+    CDELT in angle) times the pixel's pc; None when the header has no beam or nothing
+    relates its angle to pc."""
+    if observed.beam is None:
+        return None
+    if options.distance_pc is not None:
+        return options.distance_pc * float(observed.beam.to_value(u.rad))
+    if scale is not None and observed.pixel_scale is not None \
+            and observed.pixel_scale[0].unit.is_equivalent(u.deg):
+        pixels = float((observed.beam / observed.pixel_scale[0]).decompose())
+        return pixels * scale.pixel_pc
+    return None
+
+
+def smoothing(observed: ObservedMap, description: ModelDescription,
+              scale: MapScale | None, map_beam: float | None) -> Smoothing:
+    """The kernel that brings the map to the model's beam: the model's beam where the map's
+    own is unknown, √(model² − map²) where it is known; none where the map's is wider, with
+    a warning (a wider beam cannot be undone)."""
+    model = description.beam_fwhm_pc
+    if model > 0 and scale is None:
+        raise UserError(f"the model was trained through a {model:g} pc beam, which needs the "
+                        "map's pixel scale: --ignore-scale cannot be used with it",
+                        file=str(observed.path), field=observed.where)
+    if map_beam is None:
+        note = "" if model == 0 else f"smoothed by the model's {model:g} pc beam (FWHM) first"
+        return Smoothing(model, None, note)
+    training_pixel = description.image_pc / description.size if description.image_pc else 0.0
+    finest = max(model, training_pixel)
+    warning = None
+    if map_beam > finest:
+        trained = f"a {model:g} pc beam" if model else "maps without a beam"
+        warning = (f"the map's own beam ({map_beam:.3g} pc, BMAJ/BMIN) is wider than what the "
+                   f"model was trained on ({trained}, pixels of {finest:.3g} pc): its small "
+                   "scales are smoother than any training map's, which may bias the answer")
+    kernel = math.sqrt(model**2 - map_beam**2) if model > map_beam else 0.0
+    note = f"the map's own beam {map_beam:.3g} pc"
+    if model:
+        note += (f"; smoothed by {kernel:.3g} pc to the model's {model:g} pc beam (FWHM) "
+                 "first" if kernel else f", already at least the model's {model:g} pc beam")
+    return Smoothing(kernel, map_beam, note, warning)
+
+
+def through_beam(observed: ObservedMap, pixel_pc: float | None,
+                 kernel_pc: float) -> ObservedMap:
+    """The map smoothed by a Gaussian of FWHM ``kernel_pc`` at its pixel scale."""
+    if kernel_pc == 0 or pixel_pc is None:
         return observed
-    if scale is None:
-        raise UserError(f"the model was trained through a {description.beam_fwhm_pc:g} pc "
-                        "beam, which needs the map's pixel scale: --ignore-scale cannot be "
-                        "used with it", file=str(observed.path), field=observed.where)
-    seen = observe(observed.data, scale.pixel_pc,
-                   ObservationSpec(beam_fwhm_pc=description.beam_fwhm_pc), periodic=False)
+    seen = observe(observed.data, pixel_pc, ObservationSpec(beam_fwhm_pc=kernel_pc),
+                   periodic=False)
     return dataclasses.replace(observed, data=seen)
 
 
@@ -332,12 +387,15 @@ def predict_maps(uri: str, paths: list[str], out_dir: Path, max_masked: float = 
     description = describe_model(uri)
     options = scale or ScaleOptions()
 
-    def prepare(path: str) -> tuple[ObservedMap, Tiles, MapScale | None]:
+    def prepare(path: str) -> tuple[ObservedMap, Tiles, MapScale | None, Smoothing]:
         observed = read_map(path)
         chosen = map_scale(observed, description, options)
         side = description.size if chosen is None else chosen.side
-        seen = through_beam(observed, description, chosen)
-        return observed, tile_map(seen, description.size, max_masked, side), chosen
+        smoothed = smoothing(observed, description, chosen,
+                             map_beam_pc(observed, chosen, options))
+        seen = through_beam(observed, None if chosen is None else chosen.pixel_pc,
+                            smoothed.kernel_pc)
+        return observed, tile_map(seen, description.size, max_masked, side), chosen, smoothed
 
     prepared = gather(prepare, paths)
     maps = [observed for observed, *_ in prepared]
@@ -345,13 +403,12 @@ def predict_maps(uri: str, paths: list[str], out_dir: Path, max_masked: float = 
     if description.image_pc is None and not options.ignore:
         console.print(f"[yellow]warning:[/] the model records no physical scale: tiles of "
                       f"{description.size} pixels, whatever they cover", soft_wrap=True)
-    for observed, _, chosen in prepared:
-        for note in observed.warnings:
+    for observed, _, chosen, smoothed in prepared:
+        for note in observed.warnings + ([smoothed.warning] if smoothed.warning else []):
             console.print(f"[yellow]warning:[/] {observed.path}: {note}", soft_wrap=True,
                           highlight=False)
         if chosen is not None:
-            beam = "" if description.beam_fwhm_pc == 0 else \
-                f"; smoothed by the model's {description.beam_fwhm_pc:g} pc beam (FWHM) first"
+            beam = f"; {smoothed.note}" if smoothed.note else ""
             console.print(f"{observed.path}: {chosen.describe(description.size)}{beam}",
                           soft_wrap=True, highlight=False)
         elif options.ignore:
@@ -359,11 +416,11 @@ def predict_maps(uri: str, paths: list[str], out_dir: Path, max_masked: float = 
                           "pixels, whatever they cover", soft_wrap=True, highlight=False)
     pipeline = load_pipeline(description)
     results = []
-    for observed, tiled, chosen in prepared:
+    for observed, tiled, chosen, smoothed in prepared:
         values, quantity = score(pipeline, description, tiled.images)
         results.append(MapPrediction(observed, tiled, values, quantity,
                                      out_dir / f"{observed.path.stem}_predictions.fits",
-                                     chosen, description.beam_fwhm_pc,
+                                     chosen, smoothed.kernel_pc, smoothed.map_beam_pc,
                                      description.map_interval, description.calibration))
     out_dir.mkdir(parents=True, exist_ok=True)
     for result in results:
@@ -411,7 +468,8 @@ def _map_rows(results: list[MapPrediction]) -> Iterator[list[Any]]:
         yield [str(r.observed.path), r.quantity, f"{r.mean:.8g}", f"{r.spread:.8g}",
                r.n_tiles, r.n_possible, f"{r.observed.masked_fraction:.6g}", r.tiles.size,
                "" if scale is None else f"{scale.pixel_pc:.8g}",
-               "" if scale is None else f"{scale.tile_pc:.8g}", f"{r.beam_fwhm_pc:.8g}",
+               "" if scale is None else f"{scale.tile_pc:.8g}",
+               "" if r.map_beam_pc is None else f"{r.map_beam_pc:.8g}", f"{r.beam_fwhm_pc:.8g}",
                *(("", "") if r.interval is None else (f"{v:.8g}" for v in r.interval)),
                *(("", "", "") if r.calibrated is None else (f"{v:.8g}" for v in r.calibrated))]
 
@@ -431,6 +489,8 @@ def _write_fits(result: MapPrediction, uri: str, max_masked: float) -> None:
         header["TILEPC"] = (result.scale.tile_pc, "tile side, pc")
         header["MODELPC"] = (result.scale.image_pc, "side of the model's training images, pc")
     header["BEAMPC"] = (result.beam_fwhm_pc, "FWHM of the beam applied before tiling, pc")
+    if result.map_beam_pc is not None:
+        header["MAPBEAM"] = (result.map_beam_pc, "FWHM of the map's own beam, pc")
     header["MAXMASK"] = (max_masked, "tiles with a larger masked fraction are NaN")
     header["MAPFILE"] = (observed.path.name, "input map")
     header["MAPHDU"] = (observed.hdu, "HDU of the input map")
