@@ -12,7 +12,16 @@ from conftest import TINY_CAMPAIGN, TINY_EXPERIMENT, turbexp_cli, write
 
 from turbexp.campaign import run_campaign
 from turbexp.experiment import plan_experiment
-from turbexp.observation import FWHM_PER_SIGMA, beam_sigma_pixels, coarsened, observe, views
+from turbexp.observation import (
+    FWHM_PER_SIGMA,
+    NOISE_FLOOR,
+    beam_sigma_pixels,
+    coarsened,
+    noisy,
+    observe,
+    simulated,
+    views,
+)
 from turbexp.runner import build_image_set
 from turbexp.spec import ObservationSpec
 from turbexp.store import SimulationStore, content_hash
@@ -145,3 +154,23 @@ def test_a_beam_alone_keeps_the_hashes_it_had_before_augmentation(workdir: Path)
     resolved["data"]["observation"] = {"beam_fwhm_pc": 0.6}
     assert plan.spec_hash == content_hash({"spec": resolved,
                                            "campaign": plan.campaign.content_hash})
+
+
+def test_noise_is_white_of_the_asked_level_and_the_same_every_time() -> None:
+    rng = np.random.default_rng(4)
+    maps = np.exp(rng.normal(size=(3, 64, 64)))
+    seen = noisy(maps, 0.2)
+    residual = (seen - maps) / maps.mean(axis=(1, 2), keepdims=True)
+    assert residual.std() == pytest.approx(0.2, rel=0.05)
+    assert abs(np.corrcoef(residual[0, :, :-1].ravel(), residual[0, :, 1:].ravel())[0, 1]) < 0.05
+    np.testing.assert_array_equal(noisy(maps, 0.2), seen)
+    assert not np.array_equal(noisy(maps * 1.01, 0.2) / 1.01, seen)  # other maps, other noise
+    assert noisy(maps, 0.0) is maps
+    # strong noise never leaves a pixel the log cannot take
+    loud = noisy(maps, 5.0)
+    assert (loud >= NOISE_FLOOR * maps.mean(axis=(1, 2), keepdims=True) * (1 - 1e-12)).all()
+    # the beam acts first, the noise on what it left
+    spec = ObservationSpec(beam_fwhm_pc=1.0, noise=0.1)
+    np.testing.assert_array_equal(simulated(maps, 10 / 64, spec),
+                                  noisy(observe(maps, 10 / 64, spec), 0.1))
+    assert np.isfinite(views(maps, 10 / 64, spec)[0]).all()

@@ -18,7 +18,7 @@ from scipy.ndimage import gaussian_filter
 from turbexp.campaign import PlannedSimulation, plan_campaign, run_campaign
 from turbexp.holdout import Holdout, HoldoutPart
 from turbexp.images import images_from_maps, images_per_simulation, resize_to
-from turbexp.observation import observe
+from turbexp.observation import simulated
 from turbexp.store import SimulationStore
 from turbexp.uncertainty import Interval
 
@@ -123,8 +123,8 @@ class Probe:
         """The experiment's images of one simulation seen through its observation model,
         after an optional further smoothing (on the column density, as a telescope beam
         acts) and zoom (on the log maps)."""
-        observed = observe(simulation.maps, simulation.pixel_pc,
-                           self.plan.spec.data.observation)
+        observed = simulated(simulation.maps, simulation.pixel_pc,
+                             self.plan.spec.data.observation)
         log_maps = np.log10(smooth_maps(observed, smoothing))
         if zoom != 1.0:
             log_maps = zoom_maps(log_maps, zoom)

@@ -7,12 +7,16 @@ below the beam, where codes and resolutions differ most, carries no weight. Simu
 are periodic; observed maps are not, and their masked (NaN) pixels are left out of the
 convolution and stay masked.
 
+Simulated maps (not observed ones, which carry their own) also get the observation model's
+noise (:func:`noisy`): white Gaussian noise in column density after the beam.
+
 Augmentation (:func:`views`) images each training map more than once: through further beams,
 and at coarser pixels resampled back, so that the model learns not to depend on either.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -51,17 +55,41 @@ def observe(column_density: np.ndarray, pixel_pc: float, observation: Observatio
     return np.where(valid, smoothed, np.nan)
 
 
+NOISE_FLOOR = 1e-3
+"""Noisy pixels below this fraction of the map's mean column density are set to it, so that
+the log exists."""
+
+
+def noisy(column_density: np.ndarray, noise: float) -> np.ndarray:
+    """Maps (..., N, N) plus white Gaussian noise of ``noise`` × each map's mean column
+    density, floored at :data:`NOISE_FLOOR` of it. The noise is drawn from a seed made of the
+    maps' own bytes: the same maps get the same noise on every machine and every run."""
+    if noise == 0:
+        return column_density
+    seed = int.from_bytes(hashlib.sha256(np.ascontiguousarray(column_density).tobytes())
+                          .digest()[:8], "little")
+    mean = column_density.mean(axis=(-2, -1), keepdims=True)
+    drawn = np.random.default_rng(seed).normal(size=column_density.shape)
+    return np.maximum(column_density + noise * mean * drawn, NOISE_FLOOR * mean)
+
+
+def simulated(column_density: np.ndarray, pixel_pc: float,
+              observation: ObservationSpec) -> np.ndarray:
+    """A simulation's maps as the telescope of ``observation`` would see them: beam, noise."""
+    return noisy(observe(column_density, pixel_pc, observation), observation.noise)
+
+
 def views(column_density: np.ndarray, pixel_pc: float,
           observation: ObservationSpec) -> list[np.ndarray]:
     """The log10 column density maps (3, N, N) of one simulation box as the experiment images
-    them: through the observation model, then through each augmentation beam, then at each
-    augmentation's coarser pixels (after the observation model's beam); ``observation.views``
-    of them, in that order."""
-    seen = np.log10(observe(column_density, pixel_pc, observation))
+    them: through the observation model, then through each augmentation beam (with the
+    model's noise), then at each augmentation's coarser pixels (of the first);
+    ``observation.views`` of them, in that order."""
+    seen = np.log10(simulated(column_density, pixel_pc, observation))
     out = [seen]
     for beam in observation.augment_beams_pc:
-        out.append(np.log10(observe(column_density, pixel_pc,
-                                    ObservationSpec(beam_fwhm_pc=beam))))
+        through = observation.model_copy(update={"beam_fwhm_pc": beam})
+        out.append(np.log10(simulated(column_density, pixel_pc, through)))
     for factor in observation.augment_pixel_factors:
         out.append(coarsened(seen, factor))
     return out

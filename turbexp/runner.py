@@ -244,6 +244,7 @@ def _log_spec(plan: ExperimentPlan, data: ImageSet | None) -> None:
         "images.per_simulation": images_per_simulation(spec.data.images)
         * spec.data.observation.views,
         "observation.beam_fwhm_pc": spec.data.observation.beam_fwhm_pc,
+        "observation.noise": spec.data.observation.noise,
         "observation.augment_beams_pc": _listed(spec.data.observation.augment_beams_pc),
         "observation.augment_pixel_factors": _listed(
             spec.data.observation.augment_pixel_factors),

@@ -195,6 +195,9 @@ class ObservationSpec(StrictModel):
     beam_fwhm_pc: float = Field(0.0, ge=0, le=1000, description=(
         "FWHM of a Gaussian beam (pc) convolving the column density of every training map "
         "and of every map given to predict; 0: none"))
+    noise: float = Field(0.0, ge=0, le=10, allow_inf_nan=False, description=(
+        "standard deviation of white Gaussian noise added to each simulated map's column "
+        "density after the beam, as a fraction of the map's mean; predict adds none"))
     augment_beams_pc: list[Annotated[float, Field(gt=0, le=1000)]] = Field(
         [], max_length=16, description=(
             "further beams (FWHM, pc): every map of the campaign is also imaged through each, "
