@@ -508,12 +508,15 @@ def test_a_map_with_its_own_beam_is_brought_to_the_models(
     cloud = _column_density((40, 40), seed=7)
     _write_map(store / "sharp.fits", cloud, wcs=_wcs(), beam_deg=0.75 * degrees_per_pc)
     _write_map(store / "blurred.fits", cloud, wcs=_wcs(), beam_deg=2.0 * degrees_per_pc)
+    _write_map(store / "linear.fits", cloud, wcs=_wcs_pc(PIXEL_PC), beam_deg=0.01)
     try:
         main(["predict", models.probability, "sharp.fits", "blurred.fits", "--out", "out",
               "--distance", DISTANCE_PC])
+        main(["predict", models.probability, "linear.fits", "--out", "linear"])
     finally:
         client.set_tag(run_id, "turbexp.beam_fwhm_pc", "0")
     said = capsys.readouterr().err.replace("\n", " ")
+    assert "linear.fits: the header's beam (BMAJ/BMIN, 0.01 deg) is an angle" in said
     assert "smoothed by 1 pc to the model's 1.25 pc beam" in said
     assert "blurred.fits: the map's own beam (2 pc, BMAJ/BMIN) is wider" in said
     summary = {Path(r["map"]).name: r for r in _read_csv(store / "out" / "maps.csv")}

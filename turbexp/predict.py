@@ -351,7 +351,10 @@ def smoothing(observed: ObservedMap, description: ModelDescription,
                         file=str(observed.path), field=observed.where)
     if map_beam is None:
         note = "" if model == 0 else f"smoothed by the model's {model:g} pc beam (FWHM) first"
-        return Smoothing(model, None, note)
+        unused = None if observed.beam is None else (
+            f"the header's beam (BMAJ/BMIN, {observed.beam:.3g}) is an angle and nothing "
+            "relates it to pc (give --distance): it is not taken into account")
+        return Smoothing(model, None, note, unused)
     training_pixel = description.image_pc / description.size if description.image_pc else 0.0
     finest = max(model, training_pixel)
     warning = None
