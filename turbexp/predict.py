@@ -290,7 +290,7 @@ def _image_size(signature: Any) -> int | None:
 
 
 def load_pipeline(description: ModelDescription) -> Any:
-    """The fitted scikit-learn pipeline (skops format; the trusted types come with the model)."""
+    """The fitted scikit-learn pipeline (skops format, with only the types turbexp allows)."""
     from turbexp import tracking
 
     try:

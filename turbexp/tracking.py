@@ -249,12 +249,58 @@ def no_download_bar() -> Iterator[None]:
 
 
 def load_pipeline(uri: str) -> Any:
-    """The fitted scikit-learn pipeline logged at ``uri`` (skops format); ``ValueError``
-    when there is none to load."""
+    """The fitted scikit-learn pipeline logged at ``uri``, loaded with skops trusting only the
+    types turbexp allows (:func:`refused_types`), never the list the model carries;
+    ``ValueError`` when there is none to load or it holds a type turbexp does not allow."""
+    import skops.io
+    import yaml
     from mlflow.exceptions import MlflowException
 
     try:
         with no_download_bar():
-            return mlflow.sklearn.load_model(uri)
-    except (MlflowException, OSError, ValueError, TypeError) as exc:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+        flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["sklearn"]
+        if flavor.get("serialization_format") != "skops":
+            raise ValueError(f"the model at {uri!r} is saved as "
+                             f"{flavor.get('serialization_format')!r}: turbexp loads only "
+                             "skops models, which cannot run code when read")
+        path = local / flavor["pickled_model"]
+        found = skops.io.get_untrusted_types(file=path)
+        refused = refused_types(found)
+        if refused:
+            raise ValueError(f"the model at {uri!r} holds types turbexp does not trust: "
+                             f"{', '.join(refused)}; it was not loaded (turbexp loads only "
+                             "scikit-learn, turbexp and installed plugins' estimators)")
+        return skops.io.load(path, trusted=found)
+    except ValueError:
+        raise
+    except (MlflowException, OSError, KeyError, TypeError, yaml.YAMLError) as exc:
         raise ValueError(f"cannot load the model at {uri!r}: {exc}") from None
+
+
+def refused_types(names: list[str]) -> list[str]:
+    """Those of these qualified type names turbexp does not allow in a model: all but the
+    scikit-learn estimator classes defined in turbexp or an installed plugin's package."""
+    from turbexp.plugins import registry
+
+    roots = {"turbexp", "turbexp_plugins"} | {info.cls.__module__.split(".")[0]
+                                              for info in registry().all()}
+    return [name for name in names if not _allowed_estimator(name, roots)]
+
+
+def _allowed_estimator(name: str, roots: set[str]) -> bool:
+    import importlib
+
+    from sklearn.base import BaseEstimator
+
+    module, _, qualname = name.rpartition(".")
+    if module.split(".")[0] not in roots or "<" in qualname:
+        return False
+    try:
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return isinstance(found, type) and issubclass(found, BaseEstimator) \
+        and found.__module__ == module

@@ -30,14 +30,16 @@ def load_source(uri: str) -> tuple[keras.Model, str | None]:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from turbexp.tracking import resolve_model_uri
+    from turbexp.tracking import load_pipeline, resolve_model_uri
 
     uri = resolve_model_uri(uri)
     try:
-        pipeline = mlflow.sklearn.load_model(uri)
+        pipeline = load_pipeline(uri)
         run_id = mlflow.models.get_model_info(uri).run_id
     except (MlflowException, OSError) as exc:
         raise ValueError(f"transfer: no loadable MLflow model at {uri!r} ({exc})") from None
+    except ValueError as exc:
+        raise ValueError(f"transfer: {exc}") from None
     estimator = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
     model = getattr(estimator, "model_", None)
     if not isinstance(model, keras.Model):
