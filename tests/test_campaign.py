@@ -202,6 +202,23 @@ def test_killed_campaign_resumes(workdir: Path) -> None:
     assert all(store.verify(s.key) for s in plan.simulations)
 
 
+def test_an_empty_cache_file_is_remade_and_does_not_stop_a_run(tiny: Path) -> None:
+    workdir = tiny.parent.parent
+    campaign = workdir / "sims" / "tiny.yaml"
+    plan = plan_campaign(campaign)
+    store = SimulationStore(workdir / ".turbexp" / "cache")
+    run_campaign(plan, store, show_progress=False)
+    store.path(plan.simulations[1].key).write_bytes(b"")  # a disk that filled up, say
+    result = turbexp_cli("sims", "run", str(campaign), "--no-progress", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "1 made, 5 already" in result.stdout
+    assert store.verify(plan.simulations[1].key)
+    store.path(plan.simulations[2].key).write_bytes(b"")
+    result = turbexp_cli("run", str(tiny), "--no-progress", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert store.verify(plan.simulations[2].key)
+
+
 def test_two_campaigns_on_one_cache_make_each_simulation_once(workdir: Path) -> None:
     import re
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from turbexp.store import CorruptEntry, SimulationStore, content_hash
+from turbexp.store import CorruptEntry, SimulationStore, array_checksum, content_hash
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -41,6 +42,40 @@ def test_truncated_file_is_detected(tmp_path: Path) -> None:
     store.put(key, np.ones((3, 4, 4)), {}, {})
     store.path(key).write_bytes(store.path(key).read_bytes()[:50])
     assert not store.verify(key)
+
+
+def test_an_empty_file_is_detected_and_removed(tmp_path: Path) -> None:
+    store = SimulationStore(tmp_path)
+    key = "aa" * 32
+    store.path(key).parent.mkdir(parents=True)
+    store.path(key).write_bytes(b"")
+    with pytest.raises(CorruptEntry, match="unreadable"):
+        store.get(key)
+    assert not store.verify(key) and not store.path(key).exists()
+
+
+def test_the_checksum_covers_parameters_and_metadata(tmp_path: Path) -> None:
+    store = SimulationStore(tmp_path)
+    key = "bb" * 32
+    maps = np.ones((3, 4, 4))
+    store.put(key, maps, {"seed": 1}, {"time_myr": 0.5})
+    with np.load(store.path(key)) as npz:
+        header = json.loads(str(npz["header"]))
+    header["metadata"]["time_myr"] = 5.0  # edited, maps untouched
+    np.savez(store.path(key), column_density=maps, header=np.array(json.dumps(header)))
+    with pytest.raises(CorruptEntry, match="parameters or metadata"):
+        store.get(key)
+    assert not store.verify(key)
+
+
+def test_entries_from_before_the_header_checksum_still_load(tmp_path: Path) -> None:
+    store = SimulationStore(tmp_path)
+    key = "cc" * 32
+    maps = np.ones((3, 4, 4))
+    header = {"key": key, "params": {}, "metadata": {}, "sha256": array_checksum(maps)}
+    store.path(key).parent.mkdir(parents=True)
+    np.savez(store.path(key), column_density=maps, header=np.array(json.dumps(header)))
+    assert store.verify(key)
 
 
 def test_failure_record_is_cleared_by_success(tmp_path: Path) -> None:

@@ -46,6 +46,12 @@ def array_checksum(array: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def _header_checksum(header: dict[str, Any]) -> str:
+    """SHA-256 of everything a cache file holds besides the maps (whose own checksum it
+    includes): the key, the parameters and the metadata."""
+    return content_hash({k: v for k, v in header.items() if k != "header_sha256"})
+
+
 @dataclass
 class StoredSimulation:
     key: str
@@ -79,6 +85,7 @@ class SimulationStore:
         data = np.ascontiguousarray(column_density)
         header = {"key": key, "params": params, "metadata": metadata,
                   "sha256": array_checksum(data)}
+        header["header_sha256"] = _header_checksum(header)
         target = self.path(key)
 
         def write(handle: Any) -> None:
@@ -94,10 +101,18 @@ class SimulationStore:
             with np.load(path, allow_pickle=False) as npz:
                 data = npz["column_density"]
                 header = json.loads(str(npz["header"]))
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-            raise CorruptEntry(f"{path}: unreadable ({exc})") from None
-        if header.get("key") != key or header.get("sha256") != array_checksum(data):
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile,
+                json.JSONDecodeError) as exc:
+            raise CorruptEntry(f"{path}: unreadable ({exc or type(exc).__name__})") from None
+        if not isinstance(header, dict) or header.get("key") != key \
+                or header.get("sha256") != array_checksum(data):
             raise CorruptEntry(f"{path}: checksum mismatch")
+        # entries written before the header had its own checksum carry the maps' only
+        if "header_sha256" in header and header["header_sha256"] != _header_checksum(header):
+            raise CorruptEntry(f"{path}: checksum mismatch (parameters or metadata)")
+        if not isinstance(header.get("params"), dict) or \
+                not isinstance(header.get("metadata"), dict):
+            raise CorruptEntry(f"{path}: no parameters or metadata")
         return StoredSimulation(key, data, header["params"], header["metadata"])
 
     def verify(self, key: str) -> bool:
