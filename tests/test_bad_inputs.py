@@ -13,6 +13,15 @@ from turbexp.cli import main
 
 # the deep extra's plugins are listed too when it is installed
 DEEP = importlib.util.find_spec("tensorflow") is not None
+def _laughs(levels: int = 9) -> str:
+    """A flow list whose anchors nest ``levels`` deep: a few hundred bytes that expand to
+    9 ** levels elements."""
+    text = "&l0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"
+    for i in range(1, levels):
+        text = f"&l{i} [{text}, " + ", ".join([f"*l{i - 1}"] * 8) + "]"
+    return text
+
+
 # (which file, text to replace, replacement, field named in the message, words expected)
 CASES = [
     ("experiment", "name: tiny-hog-svm", "name: [oops", None, "invalid YAML"),
@@ -57,6 +66,19 @@ CASES = [
      "less than or equal to 1"),
     ("campaign", "seed: 3", "seed: 3\nsimulator: {plugin: ramses9}", "simulator.plugin",
      "unknown simulator plugin"),
+    ("experiment", "orientations: 6", f"orientations: {_laughs()}", "features.orientations",
+     "valid integer, got [[[...]"),
+    ("campaign", "seed: 3", "seed: 3\nphysics: {time_myr: {low: 5, high: 0.5}}",
+     "physics.time_myr", "low (5.0) must be below high (0.5)"),
+    ("campaign", "seed: 3", "seed: 3\nphysics: {mach: .nan}", "physics.mach", "finite number"),
+    ("campaign", "seed: 3", "seed: 3\nphysics: {time_myr: .inf}", "physics.time_myr",
+     "finite number"),
+    ("experiment", "  split:", "  observation: {noise: -0.1}\n  split:", "data.observation.noise",
+     "greater than or equal to 0"),
+    ("experiment", "  split:", "  observation: {augment_pixel_factors: [1]}\n  split:",
+     "data.observation.augment_pixel_factors.0", "greater than or equal to 2"),
+    ("experiment", "  split:", "  observation: {augment_beams_pc: [0]}\n  split:",
+     "data.observation.augment_beams_pc.0", "greater than 0"),
 ]
 
 
@@ -80,6 +102,15 @@ def test_bad_input(tiny: Path, capsys: pytest.CaptureFixture[str], which: str, o
     assert expected in err.replace("\n", " ")
     assert not (root / ".turbexp").exists()
     assert not (root / "mlflow.db").exists()
+
+
+def test_an_error_message_stays_short_whatever_the_value(
+        tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tiny, TINY_EXPERIMENT.replace("orientations: 6", f"orientations: {_laughs(12)}"))
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(tiny), "--no-progress"])
+    assert info.value.code == 2
+    assert len(capsys.readouterr().err) < 1000
 
 
 def test_missing_experiment_file(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+MESSAGE_LIMIT = 2000
+"""Characters of one error message at most; the rest is cut, and the message says so."""
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 2, 60, 60, 40
+_SHORT.maxdict = _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = 4
+
+
+def shown(value: Any) -> str:
+    """A value as an error message shows it: its repr, cut short at every level (a YAML of
+    nested anchors expands without end)."""
+    return _SHORT.repr(value)
 
 
 class UserError(Exception):
@@ -14,6 +28,8 @@ class UserError(Exception):
 
     def __init__(self, message: str, *, file: str | None = None, field: str | None = None,
                  line: int | None = None, column: int | None = None) -> None:
+        if len(message) > MESSAGE_LIMIT:
+            message = f"{message[:MESSAGE_LIMIT]}… (cut: {len(message)} characters in all)"
         super().__init__(message)
         self.message = message
         self.file = file

@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 from pydantic import ValidationError
 
-from turbexp.errors import UserError, UserErrors
+from turbexp.errors import UserError, UserErrors, shown
 from turbexp.plugin_types import Choice, PluginParams, Range, SearchSpace
 from turbexp.plugins import PluginInfo
 from turbexp.yamlfile import YamlDocument
@@ -83,7 +83,8 @@ def plan_params(plugin: PluginInfo, values: dict[str, Any], *, doc: YamlDocument
     except ValidationError as exc:
         for err in exc.errors():
             msg = err["msg"].removeprefix("Value error, ")
-            errors.append(doc.error(f"{msg}, got {err.get('input')!r}", (*loc, *err["loc"])))
+            errors.append(doc.error(f"{msg}, got {shown(err.get('input'))}",
+                                    (*loc, *err["loc"])))
     if errors:
         raise UserErrors(errors)
     if tune_defaults:
@@ -113,7 +114,7 @@ def _as_space(value: Any) -> Range | Choice | None:
         if low >= high:
             raise ValueError(f"low ({low}) must be below high ({high})")
         if not isinstance(value.get("log", False), bool):
-            raise ValueError(f"log must be true or false, got {value['log']!r}")
+            raise ValueError(f"log must be true or false, got {shown(value['log'])}")
         if value.get("log") and low <= 0:
             raise ValueError("a log range needs low > 0")
         if value.get("log") and value.get("step") is not None:
@@ -139,5 +140,5 @@ def _check_space(model: type[PluginParams], key: str, dist: Range | Choice,
             model(**{key: candidate})
         except ValidationError as exc:
             msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
-            errors.append(doc.error(f"{msg}, got {candidate!r} in the search space", where))
+            errors.append(doc.error(f"{msg}, got {shown(candidate)} in the search space", where))
     return errors

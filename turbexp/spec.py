@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from turbexp.errors import UserError, UserErrors
+from turbexp.errors import UserError, UserErrors, shown
 from turbexp.yamlfile import YamlDocument
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -350,7 +350,7 @@ def _message(model: type[BaseModel], err: Any) -> str:
     message = err["msg"].removeprefix("Value error, ")
     value = err.get("input")
     if not isinstance(value, dict | list) and err["type"] not in ("value_error", "assertion_error"):
-        message += f", got {value!r}"
+        message += f", got {shown(value)}"
     return message
 
 
