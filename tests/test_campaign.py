@@ -219,6 +219,78 @@ def test_an_empty_cache_file_is_remade_and_does_not_stop_a_run(tiny: Path) -> No
     assert store.verify(plan.simulations[2].key)
 
 
+def _children(pid: int) -> set[int]:
+    """The live processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
+def test_workers_die_with_a_killed_campaign(workdir: Path) -> None:
+    campaign = _campaign(workdir, TINY_CAMPAIGN.replace("grid: 16", "grid: 48")
+                         .replace("count: 3", "count: 6"))
+    process = subprocess.Popen([sys.executable, "-m", "turbexp.cli", "sims", "run",
+                                str(campaign), "--jobs", "2", "--no-progress"], cwd=workdir,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    workers: set[int] = set()
+    while time.monotonic() < deadline and len(workers) < 2 and process.poll() is None:
+        # the spawn context starts a resource tracker too; workers are the pool's processes
+        workers = {c for c in _children(process.pid)
+                   if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
+                   and b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()}
+        time.sleep(0.05)
+    assert len(workers) == 2 and process.poll() is None
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers)
+
+
+LOKY_PARENT = """
+import sys, time
+import numpy as np
+from turbexp.parallel import map_images
+map_images(np.mean, np.ones((256, 8, 8)), n_jobs=2)  # leaves its loky workers waiting
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
+def test_per_image_workers_die_with_a_killed_run(workdir: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-c", LOKY_PARENT], cwd=workdir,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    workers = {c for c in _children(process.pid)
+               if b"loky" in Path(f"/proc/{c}/cmdline").read_bytes()
+               and b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()}
+    assert len(workers) == 2
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers)
+
+
 def test_two_campaigns_on_one_cache_make_each_simulation_once(workdir: Path) -> None:
     import re
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from turbexp import overrides as changes
 from turbexp.errors import UserError, gather
-from turbexp.parallel import default_jobs
+from turbexp.parallel import default_jobs, die_with_parent
 from turbexp.params import plan_params
 from turbexp.plugin_types import Physics, PluginParams, SimulationRequest
 from turbexp.plugins import PluginInfo, registry
@@ -177,15 +177,17 @@ def run_campaign(plan: CampaignPlan, store: SimulationStore, *, jobs: int | None
                 finished(*simulate_one(*arg))
         else:
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(jobs, mp_context=context,
-                                     initializer=_one_thread_per_job) as pool:
+            with ProcessPoolExecutor(jobs, mp_context=context, initializer=_one_thread_per_job,
+                                     initargs=(os.getpid(),)) as pool:
                 for future in as_completed([pool.submit(simulate_one, *a) for a in args]):
                     finished(*future.result())
     return outcome
 
 
-def _one_thread_per_job() -> None:
-    """Parallel jobs share the cores: each simulates with one thread (numba, BLAS, OpenMP)."""
+def _one_thread_per_job(parent: int) -> None:
+    """Parallel jobs share the cores: each simulates with one thread (numba, BLAS, OpenMP);
+    a job dies with ``parent``, the campaign's process."""
+    die_with_parent(parent)
     for variable in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                      "MKL_NUM_THREADS"):
         os.environ[variable] = "1"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -17,6 +20,21 @@ MIN_PARALLEL = 64
 """Below this many images the work is done in the calling process."""
 
 CHUNKS_PER_WORKER = 4
+
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal a process gets when its parent dies (Linux)."""
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this worker process die with ``parent``, the process that started it, even one
+    killed with SIGKILL (Linux: PR_SET_PDEATHSIG; elsewhere nothing). Called as a worker
+    initializer, with the parent's pid as its argument."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
 
 
 def default_jobs() -> int:
@@ -73,7 +91,8 @@ def map_images(
         result = _apply_chunk(func, stack)
     else:
         chunks = np.array_split(stack, min(n, jobs * CHUNKS_PER_WORKER))
-        parts = Parallel(n_jobs=jobs, backend="loky")(
+        parts = Parallel(n_jobs=jobs, backend="loky", initializer=die_with_parent,
+                         initargs=(os.getpid(),))(
             delayed(_apply_chunk)(func, chunk) for chunk in chunks
         )
         result = np.concatenate(parts, axis=0)
