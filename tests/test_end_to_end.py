@@ -171,6 +171,14 @@ def test_ui_serves_mlflow_on_loopback(workdir: Path) -> None:
         process.wait(timeout=30)
 
 
+def test_ui_refuses_an_address_other_machines_reach_unless_asked(workdir: Path) -> None:
+    refused = turbexp_cli("ui", "--host", "0.0.0.0", cwd=workdir)
+    assert refused.returncode == 2
+    assert "--host: 0.0.0.0 can be reached from other machines" in refused.stderr
+    assert "--allow-remote" in refused.stderr
+    assert not (workdir / "mlflow.db").exists()
+
+
 def test_killed_tuning_resumes_without_counting_a_trial_twice(tiny: Path) -> None:
     import os
     import signal

@@ -34,7 +34,7 @@ from turbexp.campaign import plan_campaign, run_campaign
 from turbexp.cli import main
 from turbexp.errors import UserError
 from turbexp.maps import read_map
-from turbexp.quiz_server import QuizServer, bind
+from turbexp.quiz_server import QuizHandler, QuizServer, bind
 from turbexp.store import SimulationStore
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -219,6 +219,36 @@ def test_a_second_answer_for_a_map_is_ignored_and_order_is_kept(
     assert session.current() == (1, second)
 
 
+def _raw(server: QuizServer, request: bytes, wait_s: float = 15) -> bytes:
+    """Send ``request`` as it is, then read the answer until the server closes."""
+    with socket.create_connection(server.server_address[:2], timeout=wait_s) as client:
+        client.sendall(request)
+        answer = b""
+        while chunk := client.recv(4096):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(("length", "status"), [
+    ("-1", b"400"), ("abc", b"400"), ("99999999999", b"413"), (None, b"411"), ("40", b"400")])
+def test_a_malformed_answer_gets_a_4xx_and_holds_nothing(
+        workdir: Path, real_maps: list[Path], campaign: tuple[Path, SimulationStore],
+        length: str | None, status: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(QuizHandler, "timeout", 1)  # an unfinished body is given up on soon
+    session = new_session(workdir, real_maps, campaign)
+    body = b"answer=real"  # shorter than a Content-Length of 40: the client stops sending
+    header = b"" if length is None else f"Content-Length: {length}\r\n".encode()
+    request = b"POST /answer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + header \
+        + b"\r\n" + body
+    with serving(session) as server:
+        answer = _raw(server, request)
+    if length == "40":  # an unfinished body: dropped when the read times out, or refused
+        assert answer == b"" or answer.split()[1] == status
+    else:
+        assert answer.split()[1] == status
+    assert session.answers() == []
+
+
 def test_one_process_at_a_time_serves_a_session(
         workdir: Path, real_maps: list[Path], campaign: tuple[Path, SimulationStore]) -> None:
     session = new_session(workdir, real_maps, campaign)
@@ -345,7 +375,10 @@ def test_quiz_command_serves_and_resumes(workdir: Path, real_maps: list[Path],
     (["--real", "REAL", "--simulated", "sims/none.yaml"], "sims/none.yaml"),
     (["--real", "REAL", "--count", "7"], "--count: must be an even number"),
     (["--real", "REAL", "--port", "BUSY"], "is in use; choose another with --port"),
-], ids=["missing-fits", "no-real", "unknown-campaign", "odd-count", "port-in-use"])
+    (["--real", "REAL", "--host", "0.0.0.0"], "--host: 0.0.0.0 can be reached from other "
+                                              "machines, and the quiz has no login"),
+], ids=["missing-fits", "no-real", "unknown-campaign", "odd-count", "port-in-use",
+        "remote-host"])
 def test_bad_input_is_one_message_and_writes_nothing(
         workdir: Path, real_maps: list[Path], campaign: tuple[Path, SimulationStore],
         capsys: pytest.CaptureFixture[str], args: list[str], expected: str) -> None:

@@ -340,14 +340,16 @@ def predict(model_uri: str, maps: tuple[str, ...], out_dir: str, max_masked: flo
 @click.option("--session", "session_name", default=None, metavar="NAME_OR_PATH",
               help="A name under TURBEXP_HOME/quiz/ or a folder; an existing session resumes.")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind; anything but 127.0.0.1 exposes the quiz to the network.")
+              help="Address to bind; one off this machine also needs --allow-remote.")
+@click.option("--allow-remote", is_flag=True,
+              help="Let --host be an address other machines can reach (the quiz has no login).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port).")
 @_jobs_option
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def quiz(more_real: tuple[str, ...], real: tuple[str, ...], simulated: str | None,
-         count: int | None, seed: int | None, session_name: str | None, host: str, port: int,
-         jobs: int | None, no_progress: bool) -> None:
+         count: int | None, seed: int | None, session_name: str | None, host: str,
+         allow_remote: bool, port: int, jobs: int | None, no_progress: bool) -> None:
     """A web page asking a person whether each map is real or simulated; the score goes to MLflow.
 
     Answers are saved as they are given; run again with the same --session to resume.
@@ -357,6 +359,7 @@ def quiz(more_real: tuple[str, ...], real: tuple[str, ...], simulated: str | Non
     from turbexp.quiz_server import bind, serve
     from turbexp.store import SimulationStore
 
+    _check_host(host, allow_remote, "the quiz")
     real_files = [*real, *more_real]
     directory = q.session_dir(session_name)
     if q.QuizSession.exists(directory):
@@ -381,18 +384,42 @@ def quiz(more_real: tuple[str, ...], real: tuple[str, ...], simulated: str | Non
         server.server_close()
 
 
+def _check_host(host: str, allow_remote: bool, what: str) -> None:
+    """A server binds an address other machines reach only when asked to, and says so."""
+    import ipaddress
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return
+    if not allow_remote:
+        raise UserError(f"{host} can be reached from other machines, and {what} has no "
+                        "login; bind 127.0.0.1, or add --allow-remote to expose it",
+                        field="--host")
+    console.print(f"[yellow]warning:[/] {what} listens on {host}: anyone who can reach this "
+                  "machine can use it", soft_wrap=True)
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind; anything but 127.0.0.1 exposes the UI to the network.")
+              help="Address to bind; one off this machine also needs --allow-remote.")
+@click.option("--allow-remote", is_flag=True,
+              help="Let --host be an address other machines can reach (the UI has no login).")
 @click.option("--port", default=5000, show_default=True, type=int)
-def ui(host: str, port: int) -> None:
+def ui(host: str, allow_remote: bool, port: int) -> None:
     """Serve the MLflow UI for the tracking store in use."""
     import mlflow
 
+    _check_host(host, allow_remote, "the MLflow UI")
     uri = mlflow.get_tracking_uri()
     console.print(f"MLflow UI for {uri} on http://{host}:{port}")
+    # a named address answers requests that name it only (MLflow's DNS-rebinding guard);
+    # a wildcard keeps MLflow's default: localhost and private addresses
+    named = [] if host in ("0.0.0.0", "::") else ["--allowed-hosts", f"{host},{host}:{port}"]
     os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
-                               uri, "--host", host, "--port", str(port)])
+                               uri, "--host", host, "--port", str(port), *named])
 
 
 def main(argv: list[str] | None = None) -> None:

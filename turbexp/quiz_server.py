@@ -22,6 +22,8 @@ from turbexp.errors import UserError
 from turbexp.quiz import CI_METHOD, CONFIDENCE, AnswerRejected, QuizSession
 
 MAX_FORM_BYTES = 1024
+READ_TIMEOUT_S = 10
+"""A request whose headers or body do not arrive within this many seconds is dropped."""
 DISPLAY_PX = 480
 
 STYLE = f"""
@@ -154,6 +156,7 @@ class QuizHandler(BaseHTTPRequestHandler):
     server: QuizServer
     server_version = "turbexp-quiz"
     sys_version = ""
+    timeout = READ_TIMEOUT_S  # on the connection's socket: a stalled client lets go
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: the terminal shows the quiz's own messages only."""
@@ -207,11 +210,26 @@ class QuizHandler(BaseHTTPRequestHandler):
         if origin and urlsplit(origin).netloc != self.headers.get("Host"):
             self._text(HTTPStatus.FORBIDDEN, "answers come from the quiz page only")
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        declared = self.headers.get("Content-Length")
+        if declared is None:
+            self._text(HTTPStatus.LENGTH_REQUIRED, "a form needs a Content-Length")
+            return
+        if not declared.strip().isdigit():
+            self._text(HTTPStatus.BAD_REQUEST, "Content-Length must be a number of bytes")
+            return
+        length = int(declared)
         if length > MAX_FORM_BYTES:
             self._text(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "form too large")
             return
-        form = parse_qs(self.rfile.read(length).decode("utf-8", "replace"))
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            self.close_connection = True
+            return
+        if len(body) < length:
+            self._text(HTTPStatus.BAD_REQUEST, "the form ended before its Content-Length")
+            return
+        form = parse_qs(body.decode("utf-8", "replace"))
         field = {name: values[0] for name, values in form.items()}
         try:
             response_ms = float(field.get("response_ms") or "nan")
