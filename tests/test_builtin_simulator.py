@@ -335,3 +335,15 @@ def test_discoverable_through_the_entry_point():
     assert info.cls is BuiltinSimulator
     assert info.package == "turbexp"
     assert isinstance(info.create(), BuiltinSimulator)
+
+
+def test_a_box_too_large_for_this_machine_fails_before_allocating(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import turbexp_plugins.builtin as builtin
+
+    monkeypatch.setattr(builtin, "memory_here", lambda: 100 * 2**20)  # a 100 MiB machine
+    simulator = BuiltinSimulator()
+    with pytest.raises(SimulationError,
+                       match=r"a 128³ box needs about 0.391 GiB .* has 0.0977 GiB"):
+        simulator.simulate(request(grid=128), simulator.Params())
+    assert builtin.memory_needed(128) == 200 * 128**3

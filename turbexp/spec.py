@@ -107,7 +107,7 @@ class GroupSpec(StrictModel):
     """``count`` simulations with one index, or indices spread over a range."""
 
     index: Index | IndexRange
-    count: int = Field(gt=0, le=100_000)
+    count: int = Field(gt=0, le=100_000, strict=True)
     label: Name | None = None
 
 
@@ -139,7 +139,7 @@ class CampaignSpec(StrictModel):
     preset: Literal["reference", "developed"] = "reference"
     simulator: PluginRef = PluginRef(plugin="builtin")
     physics: PhysicsSpec = PhysicsSpec()
-    grid: int = Field(gt=7, le=4096, description="cells per side")
+    grid: int = Field(gt=7, le=2048, strict=True, description="cells per side")
     groups: list[GroupSpec] = Field(min_length=1)
     seed: int = Field(0, ge=0)
     executor: ExecutorSpec = ExecutorSpec()

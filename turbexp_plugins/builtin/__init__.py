@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, ClassVar, Literal
 
@@ -15,6 +16,23 @@ from turbexp.projection import column_density
 from turbexp.turbulence import velocity_field
 from turbexp.units import time_code, time_myr
 from turbexp_plugins.builtin import solver
+
+BYTES_PER_CELL = 200
+"""Peak memory of the solver per grid cell: 160-180 bytes measured at 128³ (the velocity
+field, the state and its stages, the fluxes), rounded up."""
+
+
+def memory_needed(grid: int) -> int:
+    """Bytes a ``grid``³ simulation needs at its peak, about."""
+    return BYTES_PER_CELL * grid**3
+
+
+def memory_here() -> int | None:
+    """This machine's physical memory in bytes, where the system says."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 class BuiltinSimulator(Simulator):
@@ -53,6 +71,11 @@ class BuiltinSimulator(Simulator):
             device = solver.resolve_device(p.device)
         except ValueError as exc:
             raise SimulationError(str(exc)) from None
+        need, have = memory_needed(request.grid), memory_here()
+        if have is not None and need > have:
+            raise SimulationError(f"a {request.grid}³ box needs about {need / 2**30:.3g} GiB "
+                                  f"of memory ({BYTES_PER_CELL} bytes a cell); this machine "
+                                  f"has {have / 2**30:.3g} GiB")
         physics = request.physics
         velocity = velocity_field(request.grid, request.index, physics.mach, request.seed)
         t_end = time_code(physics)
