@@ -7,7 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CAMPAIGN, TINY_EXPERIMENT, write
+from conftest import TINY_CAMPAIGN, TINY_EXPERIMENT, turbexp_cli, write
 
 from turbexp.cli import main
 
@@ -69,6 +69,15 @@ CASES = [
      "less than or equal to 1"),
     ("campaign", "seed: 3", "seed: 3\nsimulator: {plugin: ramses9}", "simulator.plugin",
      "unknown simulator plugin"),
+    ("experiment", "name: tiny-hog-svm", "name: tiny-hog-svm\nlist: " + "[" * 100_000
+     + "]" * 100_000, None, "collections nest too deep; at most 50"),
+    ("experiment", "name: tiny-hog-svm", "name: tiny-hog-svm\n? [a, b]\n: 1", None,
+     "a key must be a name or a number, not a list"),
+    ("experiment", "high: 10", "high: .inf", "estimator.C", "low and high must be finite"),
+    ("experiment", "seed: 0, defaults", "seed: 4294967296, defaults", "tune.seed",
+     "less than or equal to 2147483647"),
+    ("experiment", "defaults: false}", "defaults: false, storage: 'nope://x'}", "tune.storage",
+     "not a database URL that SQLAlchemy can use"),
     ("experiment", "orientations: 6", f"orientations: {_laughs()}", "features.orientations",
      "valid integer, got [[[...]"),
     ("campaign", "seed: 3", "seed: 3\nphysics: {time_myr: {low: 5, high: 0.5}}",
@@ -114,6 +123,59 @@ def test_an_error_message_stays_short_whatever_the_value(
         main(["run", str(tiny), "--no-progress"])
     assert info.value.code == 2
     assert len(capsys.readouterr().err) < 1000
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("TURBEXP_HOME", "FILE", "is not a folder; point TURBEXP_HOME at a folder"),
+    ("TURBEXP_CACHE", "FILE", "is not a folder; point TURBEXP_CACHE at a folder"),
+    ("MLFLOW_TRACKING_URI", "weird://x", "cannot open the MLflow tracking store 'weird://x'"),
+    ("MLFLOW_TRACKING_URI", "sqlite:////proc/none/m.db", "cannot open the MLflow tracking"),
+])
+def test_a_bad_environment_is_one_message_naming_the_variable(
+        tiny: Path, variable: str, value: str, expected: str) -> None:
+    root = tiny.parent.parent
+    (root / "a-file").write_text("")
+    env = {variable: str(root / "a-file") if value == "FILE" else value}
+    result = turbexp_cli("run", str(tiny), "--no-progress", cwd=root, env=env)
+    assert result.returncode == 2
+    err = result.stderr
+    assert "Traceback" not in err and f"{variable}: " in err
+    assert expected in err.replace("\n", " ")
+    assert not (root / ".turbexp" / "cache").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "symlink loop"])
+def test_an_experiment_file_that_is_no_file_is_refused_without_reading(
+        workdir: Path, capsys: pytest.CaptureFixture[str], kind: str) -> None:
+    import os
+
+    if kind == "fifo":  # reading one would wait for a writer for ever
+        path = workdir / "fifo.yaml"
+        os.mkfifo(path)
+        expected = "not a regular file"
+    elif kind == "device":
+        path, expected = Path("/dev/zero"), "not a regular file"
+    else:
+        path = workdir / "loop.yaml"
+        path.symlink_to(workdir / "other.yaml")
+        (workdir / "other.yaml").symlink_to(path)
+        expected = "symbolic links"
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(path), "--no-progress"])
+    assert info.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_a_campaign_path_that_loops_is_one_message(
+        tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sims = tiny.parent.parent / "sims"
+    (sims / "a.yaml").symlink_to(sims / "b.yaml")
+    (sims / "b.yaml").symlink_to(sims / "a.yaml")
+    write(tiny, TINY_EXPERIMENT.replace("../sims/tiny.yaml", "../sims/a.yaml"))
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(tiny), "--no-progress"])
+    assert info.value.code == 2
+    assert "a.yaml: a loop of symbolic links" in capsys.readouterr().err
 
 
 def test_missing_experiment_file(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -28,6 +28,7 @@ from turbexp.experiment import ExperimentPlan
 from turbexp.images import images_per_simulation, split_simulations
 from turbexp.paths import cache_dir
 from turbexp.plugin_types import Choice, Range
+from turbexp.yamlfile import resolved
 
 SOLVER_RATES = {
     "cpu": (14.0e6, "builtin solver on 2 CPU cores at 128³ (docs/benchmarks.md)"),
@@ -186,7 +187,7 @@ def _report_campaigns(plan: ExperimentPlan) -> list[CampaignPlan]:
     found = []
     for report in plan.reports:
         for path in _campaign_params(report.params):
-            target = (plan.path.parent / path).resolve()
+            target = resolved(plan.path.parent / path)
             if target.is_file():
                 found.append(plan_campaign(target, scale=plan.scale))
     return found

@@ -21,6 +21,7 @@ from turbexp.images import images_from_maps, images_per_simulation, resize_to
 from turbexp.observation import simulated
 from turbexp.store import SimulationStore
 from turbexp.uncertainty import Interval
+from turbexp.yamlfile import resolved
 
 if TYPE_CHECKING:
     from turbexp.experiment import ExperimentPlan
@@ -108,7 +109,7 @@ class Probe:
 
         With ``run``, missing simulations are made first; without, only those already in
         the cache are returned (e.g. RAMSES runs made elsewhere)."""
-        plan = plan_campaign((self.plan.path.parent / path).resolve(), scale=self.plan.scale)
+        plan = plan_campaign(resolved(self.plan.path.parent / path), scale=self.plan.scale)
         if run:
             run_campaign(plan, self.store, jobs=self.jobs, show_progress=self.show_progress)
         return [self._load(s) for s in plan.simulations if self.store.has(s.key)]

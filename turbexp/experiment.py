@@ -16,7 +16,7 @@ from turbexp.plugin_types import PluginParams
 from turbexp.plugins import PluginInfo, registry
 from turbexp.spec import ExperimentSpec, ObservationSpec, validate
 from turbexp.store import content_hash
-from turbexp.yamlfile import YamlDocument, load_yaml
+from turbexp.yamlfile import YamlDocument, load_yaml, resolved
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ def plan_experiment(path: str | Path, *, overrides: dict[str, Any] | None = None
                         source=f"{doc.path}: scales.{scale}.")
     doc = changes.apply(doc, own, ExperimentSpec, source="--set ")
     spec: ExperimentSpec = validate(ExperimentSpec, doc)
-    campaign_path = (doc.path.parent / spec.data.campaign).resolve()
+    campaign_path = resolved(doc.path.parent / spec.data.campaign)
     if not campaign_path.is_file():
         raise doc.error(f"campaign file {campaign_path} not found (paths are relative to the "
                         "experiment file)", ("data", "campaign"))

@@ -8,6 +8,7 @@ experiment tunes defaults.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +112,8 @@ def _as_space(value: Any) -> Range | Choice | None:
         low, high = value["low"], value["high"]
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
             raise ValueError("low and high must be numbers")
+        if not all(math.isfinite(v) for v in (low, high)):
+            raise ValueError(f"low and high must be finite, got {low} and {high}")
         if low >= high:
             raise ValueError(f"low ({low}) must be below high ({high})")
         if not isinstance(value.get("log", False), bool):
@@ -120,7 +123,8 @@ def _as_space(value: Any) -> Range | Choice | None:
         if value.get("log") and value.get("step") is not None:
             raise ValueError("a range takes log or step, not both")
         if value.get("step") is not None and (
-            not isinstance(value["step"], int | float) or value["step"] <= 0
+            not isinstance(value["step"], int | float) or isinstance(value["step"], bool)
+            or not math.isfinite(value["step"]) or value["step"] <= 0
         ):
             raise ValueError("step must be a positive number")
         return Range(float(low), float(high), bool(value.get("log", False)), value.get("step"))

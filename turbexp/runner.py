@@ -48,6 +48,7 @@ from turbexp.spec import Spread
 from turbexp.store import SimulationStore
 from turbexp.tuning import logged_params, predict, study_progress, tune
 from turbexp.uncertainty import Interval, SimulationBootstrap, with_interval
+from turbexp.yamlfile import resolved
 
 matplotlib.use("Agg")
 
@@ -130,7 +131,7 @@ def unavailable(plan: ExperimentPlan, store: SimulationStore) -> str | None:
     has simulations missing from the cache that its simulator cannot make on this machine."""
     for report in plan.reports:
         for path in report.plugin.create().test_campaigns(report.params):
-            campaign = plan_campaign((plan.path.parent / path).resolve(), scale=plan.scale)
+            campaign = plan_campaign(resolved(plan.path.parent / path), scale=plan.scale)
             missing = sum(not store.verify(s.key) for s in campaign.simulations)
             if not missing:
                 continue

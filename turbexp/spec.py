@@ -30,6 +30,11 @@ Mach = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False,
 TimeMyr = Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False,
                                  description="evolution time, Myr")]
 
+SEED_MAX = 2**31 - 1
+"""Seeds are at most this, so that every seed turbexp derives (repeats add 0, 1, ...) fits
+the 32-bit seeds scikit-learn and NumPy's legacy generators take."""
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX, strict=True)]
+
 KOLMOGOROV = 11.0 / 3.0
 BURGERS = 4.0
 
@@ -141,7 +146,7 @@ class CampaignSpec(StrictModel):
     physics: PhysicsSpec = PhysicsSpec()
     grid: int = Field(gt=7, le=2048, strict=True, description="cells per side")
     groups: list[GroupSpec] = Field(min_length=1)
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
     executor: ExecutorSpec = ExecutorSpec()
     scales: dict[Name, dict[str, Any]] = Field(
         {}, description="named sets of dotted keys to change, chosen by `--scale NAME`")
@@ -179,7 +184,7 @@ class SplitSpec(StrictModel):
     train: float = Field(0.8, gt=0, lt=1)
     test: float = Field(0.1, gt=0, lt=1)
     holdout: float = Field(0.1, gt=0, lt=1)
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> SplitSpec:
@@ -241,16 +246,26 @@ class TaskSpec(StrictModel):
 class TuneSpec(StrictModel):
     trials: int = Field(20, ge=0, le=100_000)
     metric: str | None = Field(None, description="default: roc_auc (classify), mse (regress)")
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
     defaults: bool = Field(True, description="also tune the plugins' default search spaces")
-    storage: str | None = Field(None, description="Optuna storage URL")
+    storage: str | None = Field(None, max_length=2000, description="Optuna storage URL")
+
+    @field_validator("storage")
+    @classmethod
+    def _a_database_url(cls, value: str | None) -> str | None:
+        from turbexp.paths import check_storage_url
+
+        problem = None if value is None else check_storage_url(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class BootstrapSpec(StrictModel):
     """The bootstrap over holdout simulations that gives every holdout metric its interval."""
 
     resamples: int = Field(1000, ge=100, le=100_000)
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
 
 
 class EvaluateSpec(StrictModel):

@@ -19,6 +19,7 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 import turbexp
+from turbexp.errors import UserError
 
 DEFAULT_EXPERIMENT = "turbexp"
 TAG = "turbexp"
@@ -36,8 +37,15 @@ def use_experiment() -> str:
     Several processes may start on a new SQLite store at once; its creation (schema
     migrations, then the experiment) is done under a file lock so that only one makes it.
     """
-    with _store_creation_lock(mlflow.get_tracking_uri()):
-        return mlflow.set_experiment(mlflow_experiment_name()).experiment_id
+    uri = mlflow.get_tracking_uri()
+    try:
+        with _store_creation_lock(uri):
+            return mlflow.set_experiment(mlflow_experiment_name()).experiment_id
+    except Exception as exc:  # stores, drivers and SQLAlchemy raise many unrelated types
+        reason = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise UserError(f"cannot open the MLflow tracking store {uri!r}: "
+                        f"{type(exc).__name__}: {reason}",
+                        field="MLFLOW_TRACKING_URI") from None
 
 
 @contextmanager

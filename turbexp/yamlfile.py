@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,11 @@ import yaml
 
 from turbexp.errors import UserError
 
+MAX_BYTES = 1_000_000
+"""A campaign or experiment file is at most this long."""
+MAX_DEPTH = 50
+"""Collections nest at most this deep in a file."""
+
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """A safe loader that refuses a key written twice in one mapping."""
@@ -19,6 +25,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: dict[Any, yaml.Node] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a key must be a name or a number, not a "
+                    f"{type(key).__name__}", key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -68,17 +78,17 @@ def _child(node: yaml.Node | None, part: str | int) -> yaml.Node | None:
 def load_yaml(path: str | Path) -> YamlDocument:
     """Read ``path`` with a safe loader; any problem becomes one :class:`UserError`."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError("file not found", file=str(path)) from None
-    except IsADirectoryError:
-        raise UserError("is a folder, expected a YAML file", file=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read: {exc}", file=str(path)) from None
+    text = _read(path)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        depth = _depth(root)
+        if depth > MAX_DEPTH:
+            raise UserError(f"collections nest {depth} deep; at most {MAX_DEPTH} are read",
+                            file=str(path))
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except RecursionError:
+        raise UserError(f"collections nest too deep; at most {MAX_DEPTH} are read",
+                        file=str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -95,3 +105,55 @@ def load_yaml(path: str | Path) -> YamlDocument:
             f"expected a YAML mapping at the top, got {type(data).__name__}", file=str(path)
         )
     return YamlDocument(path=path, data=data, root=root)
+
+
+def resolved(path: Path) -> Path:
+    """``path`` made absolute with its symbolic links followed; a loop of links is one
+    clear error."""
+    try:
+        return path.resolve()
+    except RuntimeError:
+        raise UserError("a loop of symbolic links, not a file", file=str(path)) from None
+
+
+def _read(path: Path) -> str:
+    """The text of a regular file of at most :data:`MAX_BYTES`, or one clear error (a FIFO
+    or a device is refused before it is opened, so it cannot hang or fill memory)."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        raise UserError("file not found", file=str(path)) from None
+    except RuntimeError:  # a symlink loop
+        raise UserError("a loop of symbolic links, not a file", file=str(path)) from None
+    except OSError as exc:
+        raise UserError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
+    if stat.S_ISDIR(status.st_mode):
+        raise UserError("is a folder, expected a YAML file", file=str(path))
+    if not stat.S_ISREG(status.st_mode):
+        raise UserError("not a regular file (a pipe or a device?), expected a YAML file",
+                        file=str(path))
+    if status.st_size > MAX_BYTES:
+        raise UserError(f"{status.st_size} bytes; a YAML file here is at most {MAX_BYTES}",
+                        file=str(path))
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read: {exc}", file=str(path)) from None
+
+
+def _depth(node: yaml.Node | None) -> int:
+    """How deep collections nest under ``node``, without recursion; a node an alias shares is
+    walked again only when reached deeper, so nested anchors cost no more than their text."""
+    deepest, stack = 0, [(node, 1)] if node is not None else []
+    reached: dict[int, int] = {}
+    while stack:
+        current, level = stack.pop()
+        if reached.get(id(current), 0) >= level:
+            continue
+        reached[id(current)] = level
+        deepest = max(deepest, level)
+        if isinstance(current, yaml.SequenceNode):
+            stack += [(child, level + 1) for child in current.value]
+        elif isinstance(current, yaml.MappingNode):
+            stack += [(child, level + 1) for pair in current.value for child in pair]
+    return deepest
