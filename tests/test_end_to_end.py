@@ -171,6 +171,29 @@ def test_ui_serves_mlflow_on_loopback(workdir: Path) -> None:
         process.wait(timeout=30)
 
 
+def test_artifacts_go_beside_the_store_not_into_the_current_folder(tiny: Path) -> None:
+    root = tiny.parent.parent
+    elsewhere = root / "elsewhere"
+    elsewhere.mkdir()
+    store = root / "store" / "mlflow.db"
+    result = turbexp_cli("run", str(tiny), "--no-progress", cwd=elsewhere,
+                         env={"MLFLOW_TRACKING_URI": f"sqlite:///{store}",
+                              "TURBEXP_HOME": str(root / ".turbexp")})
+    assert result.returncode == 0, result.stderr
+    assert not (elsewhere / "mlruns").exists()
+    assert any((store.parent / "mlruns").rglob("MLmodel"))
+
+
+@pytest.mark.parametrize("command", [["predict", "models:/m-0", "map.fits"],
+                                     ["compare", "tiny-hog-svm", "other"]])
+def test_reading_commands_do_not_create_a_store(workdir: Path, command: list[str]) -> None:
+    result = turbexp_cli(*command, cwd=workdir,
+                         env={"MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'none.db'}"})
+    assert result.returncode == 2
+    assert "MLFLOW_TRACKING_URI: no MLflow store at" in result.stderr
+    assert not (workdir / "none.db").exists() and not (workdir / "mlruns").exists()
+
+
 def test_ui_refuses_an_address_other_machines_reach_unless_asked(workdir: Path) -> None:
     refused = turbexp_cli("ui", "--host", "0.0.0.0", cwd=workdir)
     assert refused.returncode == 2

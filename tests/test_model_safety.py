@@ -22,6 +22,7 @@ EXPLOIT_TYPES = ["builtins.exec", "functools.partial"]
 
 def _log(pipeline: Pipeline, trusted: list[str]) -> str:
     """Log ``pipeline`` as anyone with write access to the store could, claiming ``trusted``."""
+    mlflow.set_experiment("shared")  # of this test's store, whatever an earlier test chose
     with mlflow.start_run() as run:
         mlflow.sklearn.log_model(pipeline, name="model", serialization_format="skops",
                                  skops_trusted_types=trusted)

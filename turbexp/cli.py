@@ -236,7 +236,9 @@ def compare(runs: tuple[str, ...], out_dir: str | None, name: str | None) -> Non
 
     from turbexp.compare import compare as compare_runs
     from turbexp.compare import sizes
+    from turbexp.tracking import existing_store
 
+    existing_store()
     result = compare_runs(list(runs), name=name, out=Path(out_dir) if out_dir else None)
     metric = result.metric.removeprefix("holdout_")
     first = result.runs[0]
@@ -301,7 +303,9 @@ def predict(model_uri: str, maps: tuple[str, ...], out_dir: str, max_masked: flo
 
     from turbexp.conformal import LEVEL
     from turbexp.predict import ScaleOptions, predict_maps
+    from turbexp.tracking import existing_store
 
+    existing_store()
     results = predict_maps(model_uri, list(maps), Path(out_dir), max_masked=max_masked,
                            scale=ScaleOptions(pixel_scale, distance, ignore_scale))
     table = Table(title=f"turbexp predict {model_uri}")

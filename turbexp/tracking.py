@@ -40,12 +40,35 @@ def use_experiment() -> str:
     uri = mlflow.get_tracking_uri()
     try:
         with _store_creation_lock(uri):
-            return mlflow.set_experiment(mlflow_experiment_name()).experiment_id
+            name = mlflow_experiment_name()
+            client = MlflowClient()
+            if client.get_experiment_by_name(name) is None:
+                client.create_experiment(name, artifact_location=_artifact_root(uri))
+            return mlflow.set_experiment(name).experiment_id
     except Exception as exc:  # stores, drivers and SQLAlchemy raise many unrelated types
         reason = (str(exc).strip().splitlines() or [""])[0][:300]
         raise UserError(f"cannot open the MLflow tracking store {uri!r}: "
                         f"{type(exc).__name__}: {reason}",
                         field="MLFLOW_TRACKING_URI") from None
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a SQLite store (``mlruns/`` next
+    to the database file, wherever the command runs), else the store's own default."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
+
+
+def existing_store() -> None:
+    """Refuse to read a SQLite store that does not exist (opening it would create it): the
+    commands that only read runs (predict, compare) call this first."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise UserError(f"no MLflow store at {uri.removeprefix('sqlite:///')}: nothing has "
+                        "been run with this store; run an experiment first, or point "
+                        "MLFLOW_TRACKING_URI at the store that holds the runs",
+                        field="MLFLOW_TRACKING_URI")
 
 
 @contextmanager
