@@ -240,6 +240,16 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _all_die_with(process: subprocess.Popen, workers: set[int]) -> bool:
+    """Kill ``process`` with SIGKILL; whether every one of ``workers`` is gone 10 s later."""
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    return not any(_alive(w) for w in workers)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
 def test_workers_die_with_a_killed_campaign(workdir: Path) -> None:
     campaign = _campaign(workdir, TINY_CAMPAIGN.replace("grid: 16", "grid: 48")
@@ -256,12 +266,7 @@ def test_workers_die_with_a_killed_campaign(workdir: Path) -> None:
                    and b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()}
         time.sleep(0.05)
     assert len(workers) == 2 and process.poll() is None
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(w) for w in workers):
-        time.sleep(0.1)
-    assert not any(_alive(w) for w in workers)
+    assert _all_die_with(process, workers)
 
 
 LOKY_PARENT = """
@@ -283,12 +288,7 @@ def test_per_image_workers_die_with_a_killed_run(workdir: Path) -> None:
                if b"loky" in Path(f"/proc/{c}/cmdline").read_bytes()
                and b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()}
     assert len(workers) == 2
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(w) for w in workers):
-        time.sleep(0.1)
-    assert not any(_alive(w) for w in workers)
+    assert _all_die_with(process, workers)
 
 
 def test_two_campaigns_on_one_cache_make_each_simulation_once(workdir: Path) -> None:
