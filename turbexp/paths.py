@@ -34,7 +34,7 @@ def _folder(variable: str, default: Path) -> Path:
     return path
 
 
-def optuna_storage(url: str | None) -> optuna.storages.BaseStorage | str:
+def optuna_storage(url: str | None) -> optuna.storages.BaseStorage:
     """The storage named by ``url``, or a journal file under :func:`home` (safe for
     several processes on one machine or an NFS share)."""
     if url:

@@ -52,31 +52,34 @@ def use_experiment() -> str:
                         field="MLFLOW_TRACKING_URI") from None
 
 
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a SQLite tracking URI, None for any other store."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
 def _artifact_root(uri: str) -> str | None:
     """Where a new experiment keeps its artifacts: beside a SQLite store (``mlruns/`` next
     to the database file, wherever the command runs), else the store's own default."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
+    database = _sqlite_file(uri)
+    return None if database is None else (database.resolve().parent / "mlruns").as_uri()
 
 
 def existing_store() -> None:
     """Refuse to read a SQLite store that does not exist (opening it would create it): the
     commands that only read runs (predict, compare) call this first."""
-    uri = mlflow.get_tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise UserError(f"no MLflow store at {uri.removeprefix('sqlite:///')}: nothing has "
-                        "been run with this store; run an experiment first, or point "
-                        "MLFLOW_TRACKING_URI at the store that holds the runs",
-                        field="MLFLOW_TRACKING_URI")
+    database = _sqlite_file(mlflow.get_tracking_uri())
+    if database is not None and not database.is_file():
+        raise UserError(f"no MLflow store at {database}: nothing has been run with this "
+                        "store; run an experiment first, or point MLFLOW_TRACKING_URI at the "
+                        "store that holds the runs", field="MLFLOW_TRACKING_URI")
 
 
 @contextmanager
 def _store_creation_lock(uri: str) -> Iterator[None]:
-    if not uri.startswith("sqlite:///"):
+    database = _sqlite_file(uri)
+    if database is None:
         yield
         return
-    database = Path(uri.removeprefix("sqlite:///"))
     database.parent.mkdir(parents=True, exist_ok=True)
     with open(database.with_name(database.name + ".lock"), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

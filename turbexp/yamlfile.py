@@ -123,9 +123,7 @@ def _read(path: Path) -> str:
         status = path.stat()
     except FileNotFoundError:
         raise UserError("file not found", file=str(path)) from None
-    except RuntimeError:  # a symlink loop
-        raise UserError("a loop of symbolic links, not a file", file=str(path)) from None
-    except OSError as exc:
+    except OSError as exc:  # a loop of symbolic links among them
         raise UserError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
     if stat.S_ISDIR(status.st_mode):
         raise UserError("is a folder, expected a YAML file", file=str(path))
