@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+
+from turbexp import metrics
 
 TAG = "turbexp.map_calibration"
 """The run tag that records the calibration with the model (JSON)."""
@@ -85,6 +88,16 @@ class MapCalibration:
 
     def __call__(self, probability: np.ndarray) -> np.ndarray:
         return self.calibrated(probability)[0]
+
+    def scores(self, probability: np.ndarray, y_true: np.ndarray
+               ) -> Callable[[np.ndarray], dict[str, float]]:
+        """For a bootstrap to resample: the Brier score, ECE and mean width of the bounds of
+        the maps ``i`` of these, once calibrated."""
+        point, low, high = self.calibrated(probability)
+        y_true = np.asarray(y_true)
+        return lambda i: {"brier": metrics.brier(y_true[i], point[i]),
+                          "ece": metrics.expected_calibration_error(y_true[i], point[i]),
+                          "width": float(np.mean(high[i] - low[i]))}
 
     def to_tag(self) -> str:
         return json.dumps({"method": METHOD, "probability": self.probability,

@@ -371,13 +371,9 @@ def _map_calibration(plan: ExperimentPlan, pipeline: Pipeline, data: ImageSet,
     if calibration is None:
         return None
     mlflow.set_tag(CALIBRATION_TAG, calibration.to_tag())
-    calibrated, low, high = calibration.calibrated(held)
     boot = plan.spec.evaluate.bootstrap
     values = SimulationBootstrap(owners, held_y, resamples=boot.resamples,
-                                 seed=boot.seed).intervals(lambda i: {
-        "brier": metrics.brier(held_y[i], calibrated[i]),
-        "ece": metrics.expected_calibration_error(held_y[i], calibrated[i]),
-        "width": float(np.mean(high[i] - low[i]))})
+                                 seed=boot.seed).intervals(calibration.scores(held, held_y))
     mlflow.log_metrics(_finite(with_interval(values, "holdout_map_calibrated_")))
     return calibration
 

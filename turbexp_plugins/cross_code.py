@@ -99,11 +99,7 @@ class _Scored:
     def calibrated(self, calibration: MapCalibration) -> dict[str, Interval]:
         """Brier score and ECE of these (map) probabilities after ``calibration``, and the
         mean width of its Venn-ABERS bounds."""
-        p, low, high = calibration.calibrated(self.score)
-        return self.bootstrap.intervals(lambda i: {
-            "brier": metrics.brier(self.y_true[i], p[i]),
-            "ece": metrics.expected_calibration_error(self.y_true[i], p[i], BINS),
-            "width": float(np.mean(high[i] - low[i]))})
+        return self.bootstrap.intervals(calibration.scores(self.score, self.y_true))
 
     def coverage(self, halfwidth: float) -> Interval:
         """The fraction of these (map) intervals ``prediction ± halfwidth`` that hold n."""
