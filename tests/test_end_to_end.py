@@ -254,12 +254,17 @@ def test_killed_tuning_resumes_without_counting_a_trial_twice(tiny: Path) -> Non
 
 
 def test_two_processes_share_one_study_without_duplicates(tiny: Path) -> None:
+    """30 trials on a space of 30 configurations: each tried once, by one of the workers."""
     import optuna
 
     from turbexp.paths import optuna_storage
+    from turbexp.tuning import counts
 
     root = tiny.parent.parent
-    experiment = write(tiny, TINY_EXPERIMENT.replace("trials: 3", "trials: 30"))
+    c_values = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]
+    experiment = write(tiny, TINY_EXPERIMENT.replace("trials: 3", "trials: 30").replace(
+        "orientations: 6", "orientations: {choices: [4, 6, 9]}").replace(
+        "C: {low: 0.1, high: 10, log: true}", f"C: {{choices: {c_values}}}"))
     assert turbexp_cli("sims", "run", str(root / "sims" / "tiny.yaml"), "--no-progress",
                        cwd=root).returncode == 0
     assert turbexp_cli("validate", str(experiment), cwd=root).returncode == 0
@@ -272,9 +277,11 @@ def test_two_processes_share_one_study_without_duplicates(tiny: Path) -> None:
     storage = optuna_storage(None)
     [summary] = optuna.get_all_study_summaries(storage)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
-    counted = [t for t in study.trials if not t.user_attrs.get("surplus")]
+    counted = [t for t in study.trials if counts(t)]
     assert len(counted) == 30
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in counted)
+    assert sorted((t.params["features.orientations"], t.params["estimator.C"])
+                  for t in counted) == sorted((o, c) for o in (4, 6, 9) for c in c_values)
     trials = _runs("trial")
     numbers = [int(t.data.tags["turbexp.trial"]) for t in trials]
     assert sorted(numbers) == sorted(t.number for t in counted)  # each trial logged once

@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from pydantic import ValidationError
 
 from turbexp.errors import UserError, UserErrors, shown
@@ -37,19 +43,34 @@ class ParamPlan:
         values = dict(self.fixed)
         if trial is not None:
             for key, dist in self.space.items():
-                values[key] = _suggest(trial, f"{self.section}.{key}", dist, self._is_int(key))
+                values[key] = _suggest(trial, f"{self.section}.{key}",
+                                       _distribution(dist, self._is_int(key)))
         return self.plugin.cls.Params(**values)
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """The search space as Optuna distributions, named ``section.key``."""
+        return {f"{self.section}.{key}": _distribution(dist, self._is_int(key))
+                for key, dist in self.space.items()}
 
     def _is_int(self, key: str) -> bool:
         return self.plugin.cls.Params.model_fields[key].annotation is int
 
 
-def _suggest(trial: Any, name: str, dist: Range | Choice, is_int: bool) -> Any:
+def _distribution(dist: Range | Choice, is_int: bool) -> BaseDistribution:
     if isinstance(dist, Choice):
-        return trial.suggest_categorical(name, list(dist.choices))
+        return CategoricalDistribution(list(dist.choices))
     if is_int:
-        step = int(dist.step or 1)
-        return trial.suggest_int(name, int(dist.low), int(dist.high), step=step, log=dist.log)
+        return IntDistribution(int(dist.low), int(dist.high), log=dist.log,
+                               step=int(dist.step or 1))
+    return FloatDistribution(dist.low, dist.high, log=dist.log, step=dist.step)
+
+
+def _suggest(trial: Any, name: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, list(dist.choices))
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    assert isinstance(dist, FloatDistribution)
     return trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
 
 

@@ -5,11 +5,16 @@ in a new process (or shared by two) would draw the first trials' parameters agai
 :class:`TrialSeededSampler` gives each trial a TPE sampler of its own, seeded by
 the study's seed and the trial's place in the trial budget: a study killed and
 resumed, or one never interrupted, asks the same parameters in the same order.
+It draws a trial's whole configuration at once and never one a counted trial of
+the study already has, until the space is exhausted; :func:`ask` discards the
+rare configuration two concurrent workers drew at the same moment.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import socket
 from collections import OrderedDict
@@ -19,7 +24,12 @@ from typing import TYPE_CHECKING, Any
 import mlflow
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
@@ -39,8 +49,10 @@ TRIAL_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)
 
 def counts(trial: FrozenTrial) -> bool:
     """Whether a trial counts towards ``tune.trials``: running or finished, but not one a
-    killed process interrupted nor one asked for beyond the budget by a concurrent worker."""
-    return not (trial.user_attrs.get("interrupted") or trial.user_attrs.get("surplus"))
+    killed process interrupted, nor one asked for beyond the budget or drawing another's
+    configuration at the same moment by a concurrent worker."""
+    attrs = trial.user_attrs
+    return not (attrs.get("interrupted") or attrs.get("surplus") or attrs.get("duplicate"))
 
 
 def place(study: optuna.Study, number: int) -> int:
@@ -48,39 +60,94 @@ def place(study: optuna.Study, number: int) -> int:
     return sum(counts(t) for t in study.get_trials(deepcopy=False) if t.number < number)
 
 
+def configuration(params: dict[str, Any]) -> str:
+    """A configuration as a comparable key."""
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def tried(study: optuna.Study, space: dict[str, BaseDistribution],
+          but: int | None = None) -> set[str]:
+    """The configurations of the trials that count (those still running included), but
+    trial ``but``'s."""
+    return {configuration(t.params) for t in study.get_trials(deepcopy=False)
+            if counts(t) and t.number != but and t.params.keys() == space.keys()}
+
+
+GRID_LIMIT = 100_000  # a finite space with more configurations is treated as unbounded
+
+
+def grid(space: dict[str, BaseDistribution]) -> list[dict[str, Any]] | None:
+    """Every configuration of a finite space, or None for a continuous or huge one."""
+    axes: list[list[Any]] = []
+    for dist in space.values():
+        if isinstance(dist, CategoricalDistribution):
+            axes.append(list(dist.choices))
+        elif isinstance(dist, IntDistribution):
+            axes.append(list(range(dist.low, dist.high + 1, dist.step)))
+        elif isinstance(dist, FloatDistribution) and dist.step is not None:
+            n = round((dist.high - dist.low) / dist.step) + 1
+            axes.append([min(dist.low + i * dist.step, dist.high) for i in range(n)])  # as Optuna
+        else:
+            return None
+        if math.prod(len(axis) for axis in axes) > GRID_LIMIT:
+            return None
+    return [dict(zip(space, values, strict=True)) for values in itertools.product(*axes)]
+
+
 class TrialSeededSampler(BaseSampler):
-    """TPE, with the random state of each trial drawn from ``(seed, its place)``."""
+    """TPE, with the random state of each trial drawn from ``(seed, its place)``; a trial
+    draws its configuration again (``attempts`` times, then from the untried rest of a
+    finite space) while a counted trial of the study already has it."""
 
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-        self._samplers: dict[int, TPESampler] = {}
+    def __init__(self, seed: int, space: dict[str, BaseDistribution] | None = None,
+                 attempts: int = 32) -> None:
+        self.seed, self.space, self.attempts = seed, dict(space or {}), attempts
 
-    def _of(self, trial: FrozenTrial) -> TPESampler:
-        return self._samplers[trial.number]
-
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        state = np.random.SeedSequence([self.seed, place(study, trial.number)]).generate_state(1)[0]
-        sampler = self._samplers[trial.number] = TPESampler(seed=int(state))
-        sampler.before_trial(study, trial)
+    def _state(self, study: optuna.Study, trial: FrozenTrial, attempt: int) -> int:
+        key = [self.seed, place(study, trial.number)] + ([attempt] if attempt else [])
+        return int(np.random.SeedSequence(key).generate_state(1)[0])
 
     def infer_relative_search_space(self, study: optuna.Study,
                                     trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return self._of(trial).infer_relative_search_space(study, trial)
+        return dict(self.space)
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        return self._of(trial).sample_relative(study, trial, search_space)
+        if not search_space:
+            return {}
+        seen = tried(study, search_space, but=trial.number)
+        for attempt in range(self.attempts):
+            tpe = TPESampler(seed=self._state(study, trial, attempt))
+            params = {name: tpe.sample_independent(study, trial, name, dist)
+                      for name, dist in search_space.items()}
+            if configuration(params) not in seen:
+                return params
+        untried = [c for c in grid(search_space) or [] if configuration(c) not in seen]
+        if untried:
+            rng = np.random.default_rng(self._state(study, trial, self.attempts))
+            return untried[int(rng.integers(len(untried)))]
+        return params  # every configuration tried (or a continuous space's bad luck)
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
-        return self._of(trial).sample_independent(study, trial, param_name,
-                                                   param_distribution)
+        # a parameter outside the declared space: seeded the same way, not deduplicated
+        tpe = TPESampler(seed=self._state(study, trial, 0))
+        return tpe.sample_independent(study, trial, param_name, param_distribution)
 
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
-                    values: Any) -> None:
-        sampler = self._samplers.pop(trial.number, None)
-        if sampler is not None:
-            sampler.after_trial(study, trial, state, values)
+
+def ask(study: optuna.Study, space: dict[str, BaseDistribution]) -> optuna.Trial | None:
+    """A new trial with its whole configuration drawn, or None (the trial discarded, marked
+    ``duplicate``) when a concurrent worker's counted trial drew the same one meanwhile and
+    the space is not exhausted. Of two such trials at least one is discarded."""
+    trial = study.ask(fixed_distributions=space)
+    if not space or configuration(trial.params) not in tried(study, space, but=trial.number):
+        return trial
+    options = grid(space)
+    if options is not None and {configuration(c) for c in options} <= tried(study, space):
+        return trial
+    trial.set_user_attr("duplicate", True)
+    study.tell(trial, state=TrialState.FAIL)
+    return None
 
 
 def fail_orphaned_trials(study: optuna.Study) -> None:
@@ -230,9 +297,10 @@ def tune(plan: ExperimentPlan, data: ImageSet, show_progress: bool) -> Tuned:
             return scores[metric]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = {**features.distributions(), **estimator.distributions()}
     study = optuna.create_study(
         study_name=study_name, storage=optuna_storage(spec.tune.storage), load_if_exists=True,
-        direction=plan.direction, sampler=TrialSeededSampler(spec.tune.seed),
+        direction=plan.direction, sampler=TrialSeededSampler(spec.tune.seed, space),
     )
     fail_orphaned_trials(study)
     worker = _worker_key()
@@ -244,7 +312,9 @@ def tune(plan: ExperimentPlan, data: ImageSet, show_progress: bool) -> Tuned:
                       enabled=show_progress) as bar:
         while sum(counts(t) for t in study.get_trials(deepcopy=False)) < wanted:
             interrupt.check()
-            trial = study.ask()
+            trial = ask(study, space)
+            if trial is None:
+                continue
             # another worker may have asked at the same moment: the lower numbers win
             if place(study, trial.number) >= wanted:
                 trial.set_user_attr("surplus", True)
