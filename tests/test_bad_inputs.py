@@ -78,6 +78,8 @@ CASES = [
      "less than or equal to 2147483647"),
     ("experiment", "defaults: false}", "defaults: false, storage: 'nope://x'}", "tune.storage",
      "not a database URL that SQLAlchemy can use"),
+    ("experiment", "defaults: false}", "defaults: false, storage: 'mysql://a@b/c'}",
+     "tune.storage", "its database driver is not installed"),
     ("experiment", "orientations: 6", f"orientations: {_laughs()}", "features.orientations",
      "valid integer, got [[[...]"),
     ("campaign", "seed: 3", "seed: 3\nphysics: {time_myr: {low: 5, high: 0.5}}",
@@ -142,6 +144,23 @@ def test_a_bad_environment_is_one_message_naming_the_variable(
     assert "Traceback" not in err and f"{variable}: " in err
     assert expected in err.replace("\n", " ")
     assert not (root / ".turbexp" / "cache").exists()
+
+
+def test_an_optuna_storage_that_cannot_be_opened_fails_before_any_run(
+        tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import mlflow
+
+    root = tiny.parent.parent
+    url = f"sqlite:///{root / 'missing' / 'optuna.db'}"
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(tiny), "--no-progress", "--set", f"tune.storage={url}"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"tune.storage: cannot open the Optuna storage '{url}'" in err.replace("\n", " ")
+    assert "Traceback" not in err
+    assert not (root / ".turbexp" / "cache").exists()
+    if (root / "mlflow.db").exists():
+        assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device", "symlink loop"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,7 +359,25 @@ def _empty(folder: Path) -> Path:
     return path
 
 
+def _declaring(folder: Path, name: str, shape: tuple[int, int]) -> Path:
+    """A 4×4 map whose header declares ``shape``."""
+    path = _write_map(folder / name, _column_density((4, 4)))
+    raw = path.read_bytes().decode("latin1")
+    for axis, n in (("NAXIS1", shape[1]), ("NAXIS2", shape[0])):
+        raw = raw.replace(f"{axis}  = {4:>20}", f"{axis}  = {n:>20}")
+    path.write_bytes(raw.encode("latin1"))
+    return path
+
+
 BAD_MAPS = {
+    "uniform": (lambda d: _write_map(d / "flat.fits", np.full((40, 40), 3e21)),
+                "flat.fits: HDU 0", "holds a single value"),
+    "uniform and tiny": (lambda d: _write_map(d / "tiny.fits", np.full((40, 40), 1e-300)),
+                         "tiny.fits: HDU 0", "holds a single value (10^-300)"),
+    "huge header": (lambda d: _declaring(d, "huge.fits", (200_000, 200_000)),
+                    "huge.fits: HDU 0", "declares a 200000×200000 image"),
+    "truncated": (lambda d: _declaring(d, "cut.fits", (400, 400)),
+                  "cut.fits: HDU 0", "the file is truncated"),
     "not FITS": (_not_fits, "notes.fits", "not a readable FITS file"),
     "no image": (_empty, "empty.fits", "no HDU holds a 2D image"),
     "all NaN": (lambda d: _write_map(d / "blank.fits", np.full((40, 40), np.nan)),
@@ -384,6 +403,36 @@ def test_a_bad_map_is_one_clear_error_and_writes_nothing(
     err = capsys.readouterr().err
     assert where in err and what in err, err
     assert not (store / "out").exists()
+
+
+@pytest.mark.parametrize(("out", "expected"), [
+    ("afile/out", "afile/out: --out: afile is not a folder"),
+    ("afile", "Invalid value for '--out': Directory 'afile' is a file")])
+def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(
+        out: str, expected: str, models: Models, store: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    good = _write_map(store / "good.fits", _column_density())
+    (store / "afile").write_text("a file where the folder would go\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", models.classify, good.name, "--out", out,
+              "--pixel-scale", str(PIXEL_PC)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert expected in err, err
+    assert (store / "afile").read_text() == "a file where the folder would go\n"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write in any folder")
+def test_an_output_folder_in_a_read_only_place_is_refused(
+        models: Models, store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = _write_map(store / "good.fits", _column_density())
+    (store / "locked").mkdir(mode=0o555)
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", models.classify, good.name, "--out", "locked/out",
+              "--pixel-scale", str(PIXEL_PC)])
+    assert exit_.value.code == 2
+    assert "cannot write in locked" in capsys.readouterr().err
+    assert not (store / "locked" / "out").exists()
 
 
 def test_a_model_uri_that_does_not_exist_is_a_user_error(models: Models, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from turbexp import metrics, tracking
 from turbexp.errors import UserError
-from turbexp.files import atomic_write
+from turbexp.files import atomic_write, check_output_folder, make_output_folder
 from turbexp.holdout import PREDICTIONS as HOLDOUT_PREDICTIONS
 from turbexp.holdout import Holdout, paired_differences, verdict
 from turbexp.uncertainty import DEFAULT_RESAMPLES, Interval, with_interval
@@ -490,7 +490,9 @@ def compare(references: list[str], *, name: str | None = None, out: Path | None 
     metric = runs[0].headline_metric
     name = name or default_name(runs)
     out = Path(ARTIFACT_DIR) / name if out is None else out
+    check_output_folder(out, "--out")
     drawn = figures(runs, metric, resamples, seed)
+    make_output_folder(out, "--out")
     files = write_figures(drawn, out)
     table = json.dumps(summary(runs, metric), indent=2).encode()
     atomic_write(out / "runs.json", lambda handle: handle.write(table))

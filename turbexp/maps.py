@@ -20,7 +20,8 @@ a length or an angle (:attr:`ObservedMap.pixel_scale`).
 
 The map is cut into non-overlapping square tiles of ``side`` pixels, starting at
 pixel (0, 0); pixels beyond the last whole tile are not used. A tile with more
-than ``max_masked`` of its pixels masked is skipped; in a kept tile the masked
+than ``max_masked`` of its pixels masked is skipped, and so is a uniform one (a single
+value: nothing to read, and it cannot be standardised); in a kept tile the masked
 pixels are filled with the mean of its valid log10 values, and the tile is
 resampled to the model's image size (as training images were resized from their
 maps) before it is standardised.
@@ -48,6 +49,9 @@ MEAN_PARTICLE_MASS_AMU = 2.37
 SURFACE_DENSITY = u.g / u.cm**2
 NUMBER_COLUMN = u.cm**-2
 IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
+MAX_MAP_PIXELS = 2**28
+"""Largest image read (16384² pixels, 2 GiB as float64): a header declaring more is refused
+before anything is allocated."""
 
 
 @dataclass
@@ -120,7 +124,10 @@ def read_map(path: str | Path) -> ObservedMap:
 
 def _first_image(path: Path, hdus: fits.HDUList) -> ObservedMap:
     for index, hdu in enumerate(hdus):
-        if not isinstance(hdu, IMAGE_HDUS) or hdu.data is None:
+        if not isinstance(hdu, IMAGE_HDUS) or not hdu.shape:
+            continue
+        _check_declared_size(path, index, hdu)
+        if hdu.data is None:
             continue
         raw = np.asarray(hdu.data)
         if raw.size == 0 or np.squeeze(raw).ndim != 2:
@@ -129,6 +136,26 @@ def _first_image(path: Path, hdus: fits.HDUList) -> ObservedMap:
     shapes = ", ".join(f"{i}: {_shape(h)}" for i, h in enumerate(hdus)) or "none"
     raise UserError(f"no HDU holds a 2D image (HDU shapes: {shapes})", file=str(path),
                     field="HDU")
+
+
+def _check_declared_size(path: Path, index: int, hdu: Any) -> None:
+    """Refuse, before reading it, an image larger than :data:`MAX_MAP_PIXELS` or one the
+    file is too short to hold."""
+    field = f"HDU {index} ({hdu.name or 'unnamed'})"
+    pixels = math.prod(hdu.shape)
+    shape = "×".join(str(n) for n in hdu.shape)
+    if pixels > MAX_MAP_PIXELS:
+        raise UserError(f"the header declares a {shape} image ({pixels:,} pixels); maps of at "
+                        f"most {MAX_MAP_PIXELS:,} pixels (16384²) are read", file=str(path),
+                        field=field)
+    if isinstance(hdu, fits.CompImageHDU):
+        return
+    declared = pixels * abs(int(hdu.header["BITPIX"])) // 8
+    held = path.stat().st_size - hdu.fileinfo()["datLoc"]
+    if declared > held:
+        raise UserError(f"the file is truncated: the header declares {declared:,} bytes of "
+                        f"{shape} image data, {max(held, 0):,} follow it", file=str(path),
+                        field=field)
 
 
 def _shape(hdu: Any) -> str:
@@ -259,6 +286,14 @@ def tile_map(observed: ObservedMap, size: int, max_masked: float,
     rows, cols = np.nonzero(keep)
     with np.errstate(invalid="ignore", divide="ignore"):
         logs = np.log10(blocks(observed.data)[rows, cols])
+    # a uniform tile has no structure to read (and standardises to zeros): not used
+    varies = np.nanmax(logs, axis=(1, 2)) > np.nanmin(logs, axis=(1, 2))
+    if not varies.any():
+        raise UserError(
+            f"every {side}×{side} tile with few enough masked pixels holds a single value "
+            f"(10^{np.nanmin(logs):.4g}); a column-density map varies: is this the right "
+            "file or HDU?", file=str(observed.path), field=observed.where)
+    rows, cols, logs = rows[varies], cols[varies], logs[varies]
     images = []
     for tile, tile_mask in zip(logs, mask[rows, cols], strict=True):
         if tile_mask.any():

@@ -50,12 +50,17 @@ def optuna_storage(url: str | None) -> optuna.storages.BaseStorage:
 
 
 def check_storage_url(url: str) -> str | None:
-    """Why ``url`` cannot be an Optuna storage, without connecting; None when it may be."""
+    """Why ``url`` cannot be an Optuna storage (not a URL, or no driver for it), without
+    connecting; None when it may be."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     try:
-        make_url(url).get_dialect()
+        dialect = make_url(url).get_dialect()
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         return f"not a database URL that SQLAlchemy can use ({exc})"
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        return f"its database driver is not installed ({exc}); install it into this environment"
     return None

@@ -41,7 +41,7 @@ from turbexp.calibration import MapCalibration
 from turbexp.conformal import LEVEL
 from turbexp.conformal import TAG as INTERVAL
 from turbexp.errors import UserError, gather
-from turbexp.files import atomic_write
+from turbexp.files import atomic_write, check_output_folder, make_output_folder
 from turbexp.maps import ObservedMap, Tiles, read_map, tile_map
 from turbexp.observation import observe
 from turbexp.progress import console
@@ -387,6 +387,7 @@ def predict_maps(uri: str, paths: list[str], out_dir: Path, max_masked: float = 
 
     Everything is checked (the model, then every map) before anything is written.
     """
+    check_output_folder(out_dir, "--out")
     description = describe_model(uri)
     options = scale or ScaleOptions()
 
@@ -418,14 +419,21 @@ def predict_maps(uri: str, paths: list[str], out_dir: Path, max_masked: float = 
             console.print(f"{observed.path}: --ignore-scale: tiles of {description.size} "
                           "pixels, whatever they cover", soft_wrap=True, highlight=False)
     pipeline = load_pipeline(description)
-    results = []
-    for observed, tiled, chosen, smoothed in prepared:
-        values, quantity = score(pipeline, description, tiled.images)
-        results.append(MapPrediction(observed, tiled, values, quantity,
-                                     out_dir / f"{observed.path.stem}_predictions.fits",
-                                     chosen, smoothed.kernel_pc, smoothed.map_beam_pc,
-                                     description.map_interval, description.calibration))
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def predicted(item: tuple[ObservedMap, Tiles, MapScale | None, Smoothing]) -> MapPrediction:
+        observed, tiled, chosen, smoothed = item
+        try:
+            values, quantity = score(pipeline, description, tiled.images)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            raise UserError(f"the model could not score this map's tiles: {exc}",
+                            file=str(observed.path), field=observed.where) from None
+        return MapPrediction(observed, tiled, values, quantity,
+                             out_dir / f"{observed.path.stem}_predictions.fits",
+                             chosen, smoothed.kernel_pc, smoothed.map_beam_pc,
+                             description.map_interval, description.calibration)
+
+    results = gather(predicted, prepared)
+    make_output_folder(out_dir, "--out")
     for result in results:
         _write_fits(result, uri, max_masked)
     _write_csv(out_dir / CSV_NAME, CSV_COLUMNS, _tile_rows(results))

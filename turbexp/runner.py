@@ -42,6 +42,7 @@ from turbexp.images import (
     split_simulations,
 )
 from turbexp.observation import views
+from turbexp.paths import optuna_storage
 from turbexp.plugin_types import ReportContext
 from turbexp.progress import console, step
 from turbexp.spec import Spread
@@ -152,6 +153,8 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int | 
     how to resume; the rerun continues the study where it stopped and ends with the same
     trials, best configuration and holdout numbers as a run never interrupted.
     """
+    if plan.spec.tune.storage and plan.spec.model is None:
+        optuna_storage(plan.spec.tune.storage)  # one that cannot be reached fails no MLflow run
     experiment_id = tracking.use_experiment()
     try:
         if plan.spec.repeats == 1:
