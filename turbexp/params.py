@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from turbexp.errors import UserError, UserErrors, shown
 from turbexp.plugin_types import Choice, PluginParams, Range, SearchSpace
 from turbexp.plugins import PluginInfo
+from turbexp.spec import plain_errors
 from turbexp.yamlfile import YamlDocument
 
 _RANGE_KEYS = {"low", "high", "log", "step"}
@@ -103,10 +104,9 @@ def plan_params(plugin: PluginInfo, values: dict[str, Any], *, doc: YamlDocument
     try:
         model(**fixed)
     except ValidationError as exc:
-        for err in exc.errors():
+        for where, err in plain_errors(exc):
             msg = err["msg"].removeprefix("Value error, ")
-            errors.append(doc.error(f"{msg}, got {shown(err.get('input'))}",
-                                    (*loc, *err["loc"])))
+            errors.append(doc.error(f"{msg}, got {shown(err.get('input'))}", (*loc, *where)))
     if errors:
         raise UserErrors(errors)
     if tune_defaults:

@@ -24,7 +24,8 @@ from turbexp.yamlfile import YamlDocument
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
-Index = Annotated[float, Field(ge=2.0, le=6.0, description="spectral index n, P(k) ∝ k^-n")]
+Index = Annotated[float, Field(ge=2.0, le=6.0, allow_inf_nan=False,
+                               description="spectral index n, P(k) ∝ k^-n")]
 Mach = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False,
                                description="rms Mach number of the initial field")]
 TimeMyr = Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False,
@@ -100,10 +101,10 @@ class PhysicsSpec(StrictModel):
     ``{low, high}``: each simulation then draws its own value, so that a model trained on
     the campaign need not know a cloud's age or Mach number."""
 
-    box_pc: float = Field(10.0, gt=0)
-    density_g_cm3: float = Field(6.77e-22, gt=0)
-    temperature_K: float = Field(10.0, gt=0)
-    mean_molecular_weight: float = Field(2.37, gt=0)
+    box_pc: float = Field(10.0, gt=0, allow_inf_nan=False)
+    density_g_cm3: float = Field(6.77e-22, gt=0, allow_inf_nan=False)
+    temperature_K: float = Field(10.0, gt=0, allow_inf_nan=False)
+    mean_molecular_weight: float = Field(2.37, gt=0, allow_inf_nan=False)
     mach: Mach | MachRange = 1.41
     time_myr: TimeMyr | TimeRange = 0.5
 
@@ -181,9 +182,9 @@ class ImagesSpec(StrictModel):
 
 
 class SplitSpec(StrictModel):
-    train: float = Field(0.8, gt=0, lt=1)
-    test: float = Field(0.1, gt=0, lt=1)
-    holdout: float = Field(0.1, gt=0, lt=1)
+    train: float = Field(0.8, gt=0, lt=1, allow_inf_nan=False)
+    test: float = Field(0.1, gt=0, lt=1, allow_inf_nan=False)
+    holdout: float = Field(0.1, gt=0, lt=1, allow_inf_nan=False)
     seed: Seed = 0
 
     @model_validator(mode="after")
@@ -219,7 +220,8 @@ class ObservationSpec(StrictModel):
 
 
 class DataSpec(StrictModel):
-    campaign: str = Field(description="campaign YAML, relative to the experiment file")
+    campaign: str = Field(min_length=1, description="campaign YAML, relative to the experiment "
+                                                    "file")
     images: ImagesSpec = ImagesSpec()
     split: SplitSpec = SplitSpec()
     observation: ObservationSpec = ObservationSpec()
@@ -325,12 +327,26 @@ def validate(model: type[BaseModel], doc: YamlDocument) -> Any:
     try:
         return model.model_validate(doc.data)
     except ValidationError as exc:
-        errors = _without_union_noise(exc.errors())
-        seen: dict[tuple, UserError] = {}
-        for err in errors:
-            loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
-            seen.setdefault(loc, doc.error(_message(model, err), loc))
-        raise UserErrors(list(seen.values())) from None
+        raise UserErrors([doc.error(_message(model, err), loc)
+                          for loc, err in plain_errors(exc)]) from None
+
+
+def plain_errors(exc: ValidationError) -> list[tuple[tuple, Any]]:
+    """A validation error's complaints, one per field, located without pydantic's names of
+    union members: the members' complaints about one value are joined (``Input should be
+    'scale' or greater than 0``)."""
+    errors = exc.errors()
+    kept = _without_union_noise(errors)
+    seen: dict[tuple, Any] = {}
+    for err in kept + [e for e in errors if e not in kept]:
+        loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
+        other = err["msg"].split(",")[0].removeprefix("Input should be ")
+        if loc not in seen:
+            if err in kept:
+                seen[loc] = err
+        elif other not in seen[loc]["msg"] and "Value error" not in err["msg"]:
+            seen[loc] = {**seen[loc], "msg": f"{seen[loc]['msg']} or {other}"}
+    return list(seen.items())
 
 
 def _without_union_noise(errors: list[Any]) -> list[Any]:

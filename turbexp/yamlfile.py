@@ -19,22 +19,25 @@ MAX_DEPTH = 50
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses a key written twice in one mapping."""
+    """A safe loader that keeps every mapping key as written (so ``on``, ``no``, ``null``
+    and ``1.5`` are names, not YAML 1.1's booleans, null and numbers) and refuses a key
+    written twice in one mapping or one that is a collection."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, yaml.Node] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, str | int | float | bool) and key is not None:
+        mapping: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                kind = "list" if isinstance(key_node, yaml.SequenceNode) else "dict"
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"a key must be a name or a number, not a "
-                    f"{type(key).__name__}", key_node.start_mark)
-            if key in seen:
+                    None, None, f"a key must be a name or a number, not a {kind}",
+                    key_node.start_mark)
+            key = key_node.value
+            if key in mapping:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
                 )
-            seen[key] = key_node
-        return super().construct_mapping(node, deep=deep)
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
 
 
 @dataclass
