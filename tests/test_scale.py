@@ -38,12 +38,12 @@ def _snapshot(root: Path) -> dict[str, int]:
 def test_set_changes_any_key_and_campaign_keys_reach_the_campaign(tiny: Path) -> None:
     plan = plan_experiment(tiny, overrides=parse_assignments(
         ["data.images.size=12", "estimator.C=2.5", "tune.trials=0", "campaign.grid=20",
-         "campaign.groups.0.count=4", "evaluate.reports.0.plugin=confusion_matrix"]))
+         "campaign.groups.0.count=4", "evaluate.reports.0.plugin=zoom_invariance"]))
     assert plan.spec.data.images.size == 12
     assert plan.estimator.fixed == {"C": 2.5} and not plan.tuned
     assert plan.campaign.spec.grid == 20
     assert [g.count for g in plan.campaign.spec.groups] == [4, 3]
-    assert plan.reports[0].plugin.name == "confusion_matrix"
+    assert plan.reports[0].plugin.name == "zoom_invariance"
     # the file itself is untouched, and a plan without overrides reads it as written
     assert plan_experiment(tiny).spec.data.images.size == 8
 

@@ -84,6 +84,9 @@ def plan_campaign(path: str | Path, *, overrides: dict[str, Any] | None = None,
             request = SimulationRequest(physics=physics, index=index, grid=spec.grid, seed=seed)
             key = content_hash(simulation_identity(simulator, params, request))
             simulations.append(PlannedSimulation(key, request, g, group.label))
+    if scale is None:
+        changes.check_scales(doc, lambda name: plan_campaign(
+            path, overrides=overrides, scale=name, given_as=given_as))
     return CampaignPlan(Path(path), spec, simulator, params, simulations)
 
 

@@ -20,7 +20,6 @@ from statistics import median
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
 from rich.table import Table
 
 from turbexp.campaign import CampaignPlan, PlannedSimulation, plan_campaign
@@ -181,27 +180,11 @@ def _epochs(plan: ExperimentPlan) -> int:
 
 
 def _report_campaigns(plan: ExperimentPlan) -> list[CampaignPlan]:
-    """The campaigns the reports make (parameters called ``campaign`` or ``campaigns``, at
-    any depth), planned at the experiment's scale; ``cached`` campaigns are only read from
-    the cache, never made, so they cost nothing here."""
-    found = []
-    for report in plan.reports:
-        for path in _campaign_params(report.params):
-            target = resolved(plan.path.parent / path)
-            if target.is_file():
-                found.append(plan_campaign(target, scale=plan.scale))
-    return found
-
-
-def _campaign_params(params: BaseModel) -> list[str]:
-    paths: list[str] = []
-    for name, value in params:
-        if isinstance(value, BaseModel):
-            paths += _campaign_params(value)
-        elif name in ("campaign", "campaigns"):
-            paths += [value] if isinstance(value, str) else [v for v in value
-                                                               if isinstance(v, str)]
-    return paths
+    """The campaigns the reports make (:meth:`Report.campaigns`), planned at the
+    experiment's scale; those only read from the cache cost nothing here."""
+    return [plan_campaign(resolved(plan.path.parent / path), scale=plan.scale)
+            for report in plan.reports
+            for path, made in report.plugin.create().campaigns(report.params).items() if made]
 
 
 def _duration(seconds: float) -> str:

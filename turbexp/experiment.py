@@ -9,7 +9,8 @@ from typing import Any
 from turbexp import overrides as changes
 from turbexp.campaign import CampaignPlan, PlannedSimulation, plan_campaign
 from turbexp.errors import UserError, gather
-from turbexp.images import split_simulations
+from turbexp.images import images_per_simulation, split_simulations
+from turbexp.machine import memory_here
 from turbexp.metrics import METRICS, direction
 from turbexp.params import ParamPlan, plan_params
 from turbexp.plugin_types import PluginParams
@@ -150,7 +151,8 @@ def plan_experiment(path: str | Path, *, overrides: dict[str, Any] | None = None
     spec: ExperimentSpec = validate(ExperimentSpec, doc)
     campaign_path = resolved(doc.path.parent / spec.data.campaign)
     if not campaign_path.is_file():
-        raise doc.error(f"campaign file {campaign_path} not found (paths are relative to the "
+        what = "is a folder, not a campaign file" if campaign_path.is_dir() else "not found"
+        raise doc.error(f"campaign file {campaign_path} {what} (paths are relative to the "
                         "experiment file)", ("data", "campaign"))
     campaign = plan_campaign(campaign_path, overrides=campaign_overrides, scale=scale)
     task = spec.task.kind
@@ -163,6 +165,10 @@ def plan_experiment(path: str | Path, *, overrides: dict[str, Any] | None = None
     reports = []
     for i, ref in enumerate(spec.evaluate.reports):
         loc = ("evaluate", "reports", i)
+        first = [r.plugin for r in spec.evaluate.reports].index(ref.plugin)
+        if first != i:
+            raise doc.error(f"report {ref.plugin!r} is listed twice (entries {first} and {i}); "
+                            "its figures and metrics would overwrite each other", loc)
         plugin = _plugin(doc, "report", ref.plugin, (*loc, "plugin"))
         if task not in plugin.cls.tasks:
             raise doc.error(f"report {ref.plugin!r} does not apply to {task} tasks", loc)
@@ -171,11 +177,30 @@ def plan_experiment(path: str | Path, *, overrides: dict[str, Any] | None = None
         plan = plan_params(plugin, ref.params, doc=doc, loc=loc, tune_defaults=False)
         if plan.space:
             raise doc.error("report parameters take values, not search spaces", loc)
-        reports.append(ReportPlan(plugin, plan.sample(None)))
+        report = ReportPlan(plugin, plan.sample(None))
+        _check_report_campaigns(doc, loc, report, scale)
+        reports.append(report)
     plan = ExperimentPlan(doc.path, doc, spec, campaign, features, estimator, reports,
                           overrides=overrides, scale=scale)
     _check_task_against_campaign(plan)
+    _check_image_memory(plan)
+    if scale is None:
+        changes.check_scales(doc, lambda name: plan_experiment(path, overrides=overrides,
+                                                               scale=name))
     return plan
+
+
+def _check_report_campaigns(doc: YamlDocument, loc: tuple, report: ReportPlan,
+                            scale: str | None) -> None:
+    """Every campaign a report reads is a valid campaign file, checked now rather than
+    after training."""
+    for path in report.plugin.create().campaigns(report.params):
+        target = resolved(doc.path.parent / path)
+        if not target.is_file():
+            raise doc.error(f"report {report.plugin.name!r} reads campaign file {target}, "
+                            "which is not a file (paths are relative to the experiment file)",
+                            loc)
+        plan_campaign(target, scale=scale)
 
 
 def _plan_training(doc: YamlDocument, spec: ExperimentSpec) -> tuple[ParamPlan, ParamPlan]:
@@ -214,6 +239,25 @@ def _plan(doc: YamlDocument, section: str, name: str, params: dict,
     kind = "features" if section == "features" else "estimator"
     plugin = _plugin(doc, kind, name, (section, "plugin"))
     return plan_params(plugin, params, doc=doc, loc=(section,), tune_defaults=tune_defaults)
+
+
+IMAGE_BYTES_PER_PIXEL = 8
+"""Peak memory of an image set per pixel: float32 images, held twice while the set is
+assembled."""
+
+
+def _check_image_memory(plan: ExperimentPlan) -> None:
+    """Refuse an image set larger than this machine's memory before anything is made."""
+    images, have = plan.spec.data.images, memory_here()
+    count = len(plan.campaign.simulations) * images_per_simulation(images) \
+        * plan.spec.data.observation.views
+    need = count * images.size**2 * IMAGE_BYTES_PER_PIXEL
+    if have is not None and need > have:
+        raise plan.doc.error(
+            f"{count} images of {images.size}² pixels need about {need / 2**30:.3g} GiB of "
+            f"memory ({IMAGE_BYTES_PER_PIXEL} bytes a pixel while the set is made); this "
+            f"machine has {have / 2**30:.3g} GiB: use fewer or smaller images",
+            ("data", "images", "size"))
 
 
 def _check_task_against_campaign(plan: ExperimentPlan) -> None:

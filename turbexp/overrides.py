@@ -4,7 +4,8 @@ A key is a dotted path into the file (``data.images.size``, ``groups.0.count``).
 It must name a field of the file's model, or a parameter inside a plugin section
 (``estimator.epochs``: the plugin checks it like a value written in the file).
 A file's ``scales`` section holds named sets of such keys; ``--scale NAME``
-applies the set named NAME of every file.
+applies the set named NAME of every file. Validating a file without a scale checks
+it at each of its scales too.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import copy
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
-from turbexp.errors import UserError
+from turbexp.errors import UserError, UserErrors
 from turbexp.yamlfile import YamlDocument
 
 CAMPAIGN_PREFIX = "campaign."
@@ -62,6 +64,29 @@ def scale_of(doc: YamlDocument, scale: str | None) -> dict[str, Any]:
     if not isinstance(chosen, dict) or not all(isinstance(k, str) for k in chosen):
         raise doc.error("a scale is a mapping of dotted keys to values", ("scales", scale))
     return chosen
+
+
+def check_scales(doc: YamlDocument, plan_at: Callable[[str], object]) -> None:
+    """Plan the file at each of its scales (``plan_at(name)``), so that a mistake in a scale
+    is found before anyone asks for it; its errors say which scale."""
+    scales = doc.data.get("scales")
+    errors: list[UserError] = []
+    for name in scales if isinstance(scales, dict) else ():
+        try:
+            plan_at(name)
+        except UserErrors as exc:
+            errors += [_under_scale(name, e) for e in exc.errors]
+        except UserError as exc:
+            errors.append(_under_scale(name, exc))
+    if errors:
+        raise UserErrors(errors)
+
+
+def _under_scale(name: str, error: UserError) -> UserError:
+    if error.file is None:  # a key the scale sets: the message names the scale already
+        return error
+    return UserError(f"with --scale {name}: {error.message}", file=error.file,
+                     field=error.field, line=error.line, column=error.column)
 
 
 def apply(doc: YamlDocument, overrides: dict[str, Any], model: type[BaseModel], *,

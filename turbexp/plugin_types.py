@@ -217,6 +217,13 @@ class Report(Plugin):
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         raise NotImplementedError
 
+    def campaigns(self, params: PluginParams) -> dict[str, bool]:
+        """Every other campaign file the report reads (relative to the experiment file),
+        each with whether the report makes its missing simulations (True) or only reads
+        those already in the cache (False). Each is validated with the experiment, and
+        ``--dry-run`` counts the simulations of those it makes."""
+        return {}
+
     def test_campaigns(self, params: PluginParams) -> list[str]:
         """Campaign files (relative to the experiment file) the report must score on; an
         experiment whose test campaigns can be neither found in the cache nor simulated

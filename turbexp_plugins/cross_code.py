@@ -139,6 +139,9 @@ class CrossCode(Report):
             "and spread: a recalibration with unlabelled target maps, which assumes the "
             "campaign's class mix (or spread of n) is the training one's"))
 
+    def campaigns(self, params: PluginParams) -> dict[str, bool]:
+        return dict.fromkeys(self.validated(params).campaigns.values(), True)
+
     def test_campaigns(self, params: PluginParams) -> list[str]:
         return list(self.validated(params).campaigns.values())
 

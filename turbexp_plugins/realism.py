@@ -72,6 +72,10 @@ class Realism(Report):
     description: ClassVar[str] = "simulated vs real maps: classifier accuracy, autoencoder ROC"
     Params = RealismParams
 
+    def campaigns(self, params: PluginParams) -> dict[str, bool]:
+        mock = self.validated(params).mock
+        return {} if mock is None else {mock.campaign: True}
+
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         p = self.validated(params)
         probe = probe_of(context)

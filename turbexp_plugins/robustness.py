@@ -68,6 +68,9 @@ class IndexResponse(Report):
         campaign: str = Field(description="campaign with a spread of n, relative to the "
                                           "experiment file")
 
+    def campaigns(self, params: PluginParams) -> dict[str, bool]:
+        return {self.validated(params).campaign: True}
+
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         p = self.validated(params)
         probe = probe_of(context)
@@ -228,6 +231,10 @@ class ResolutionRobustness(Report):
     name: ClassVar[str] = "resolution_robustness"
     description: ClassVar[str] = "holdout metric per test resolution (and code)"
     Params = ResolutionParams
+
+    def campaigns(self, params: PluginParams) -> dict[str, bool]:
+        p = self.validated(params)
+        return {**{path: False for path in p.cached}, **{path: True for path in p.campaigns}}
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         p = self.validated(params)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, ClassVar, Literal
 
@@ -11,6 +10,7 @@ from pydantic import Field
 from turbexp import hookimpl
 from turbexp.errors import SimulationError
 from turbexp.hookspecs import Register
+from turbexp.machine import memory_here
 from turbexp.plugin_types import PluginParams, SimulationRequest, SimulationResult, Simulator
 from turbexp.projection import column_density
 from turbexp.turbulence import velocity_field
@@ -25,14 +25,6 @@ field, the state and its stages, the fluxes), rounded up."""
 def memory_needed(grid: int) -> int:
     """Bytes a ``grid``³ simulation needs at its peak, about."""
     return BYTES_PER_CELL * grid**3
-
-
-def memory_here() -> int | None:
-    """This machine's physical memory in bytes, where the system says."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 class BuiltinSimulator(Simulator):
