@@ -155,7 +155,7 @@ class Probe:
     def predict(self, images: np.ndarray, model: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Predictions and scores (class-1 score, or the predicted index) of ``model``
         (default: the experiment's)."""
-        from turbexp.tuning import class_scores
+        from turbexp.metrics import class_scores
 
         model = self.model if model is None else model
         y_pred = model.predict(images)

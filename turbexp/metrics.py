@@ -6,6 +6,8 @@ the tests hold them equal to scikit-learn's to round-off.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.stats import rankdata
 
@@ -125,3 +127,12 @@ def expected_calibration_error(y_true: np.ndarray, probability: np.ndarray,
     count = np.bincount(which, minlength=bins)
     gap = np.abs(np.bincount(which, truth, bins) - np.bincount(which, p, bins))
     return float(gap.sum() / count.sum())
+
+
+def class_scores(model: Any, features: np.ndarray) -> np.ndarray:
+    """Score of class 1: its probability, else the decision value, else the predicted label."""
+    if hasattr(model, "predict_proba"):
+        return model.predict_proba(features)[:, 1]
+    if hasattr(model, "decision_function"):
+        return model.decision_function(features)
+    return np.asarray(model.predict(features), dtype=np.float64)

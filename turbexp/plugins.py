@@ -112,10 +112,10 @@ def load_registry(entry_points: list[md.EntryPoint] | None = None) -> Registry:
             pm.register(module, name=ep.name)  # validates the hooks against their specs
             pm.check_pending()  # a misspelt hook fails here instead of never being called
             # each module's hooks are called on their own, so every plugin is known by package
+            others = [p for p in pm.get_plugins() if p is not module]
             for hook_name, kind in hookspecs.HOOK_KINDS.items():
-                if hasattr(module, hook_name):
-                    register = _registrar(registry, found, kind, ep.name, package, version)
-                    getattr(module, hook_name)(register=register)
+                register = _registrar(registry, found, kind, ep.name, package, version)
+                pm.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
         except Exception as exc:  # a broken plugin must not take the tool down
             if module is not None and pm.is_registered(module):
                 pm.unregister(module)

@@ -197,19 +197,10 @@ class Tuned:
     wanted: int
 
 
-def class_scores(model: Any, features: np.ndarray) -> np.ndarray:
-    """Score of class 1: its probability, else the decision value, else the predicted label."""
-    if hasattr(model, "predict_proba"):
-        return model.predict_proba(features)[:, 1]
-    if hasattr(model, "decision_function"):
-        return model.decision_function(features)
-    return np.asarray(model.predict(features), dtype=np.float64)
-
-
 def predict(task: str, model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Predictions, and the score the metrics rank by (class-1 score, or the prediction)."""
     y_pred = model.predict(x)
-    return y_pred, class_scores(model, x) if task == "classify" else y_pred
+    return y_pred, metrics.class_scores(model, x) if task == "classify" else y_pred
 
 
 def _score(task: str, model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:

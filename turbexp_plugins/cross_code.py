@@ -24,13 +24,24 @@ import numpy as np
 from matplotlib.figure import Figure
 from pydantic import Field, field_validator
 
-from turbexp import conformal, hookimpl, metrics
-from turbexp.calibration import MapCalibration
-from turbexp.evaluation import Probe, Simulation, probe_of
-from turbexp.hookspecs import Register
-from turbexp.images import images_per_simulation
-from turbexp.plugin_types import PluginParams, Report, ReportContext, ReportOutput
-from turbexp.uncertainty import Interval, SimulationBootstrap, with_interval
+from turbexp.api import (
+    Interval,
+    MapCalibration,
+    PluginParams,
+    Probe,
+    Register,
+    Report,
+    ReportContext,
+    ReportOutput,
+    Simulation,
+    SimulationBootstrap,
+    conformal,
+    hookimpl,
+    images_per_simulation,
+    metrics,
+    probe_of,
+    with_interval,
+)
 
 BINS = 10
 """Equal-width probability bins of the ECE and the reliability diagram."""
@@ -184,7 +195,7 @@ def _features(probe: Probe, simulations: list[Simulation]
 def _aligned(probe: Probe, simulations: list[Simulation], reference: np.ndarray) -> _Scored:
     """The campaign scored after each of its features is moved to the mean and standard
     deviation that feature has on ``reference`` (the training maps)."""
-    from turbexp.tuning import class_scores
+    from turbexp.api import class_scores
 
     features, y, owners = _features(probe, simulations)
     spread = features.std(axis=0)

@@ -11,9 +11,7 @@ from skimage.feature import hog
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import Tags
 
-from turbexp import hookimpl
-from turbexp.parallel import map_images
-from turbexp.plugin_types import FeatureExtractor, PluginParams, Range, SearchSpace
+from turbexp.api import FeatureExtractor, PluginParams, Range, SearchSpace, hookimpl, map_images
 
 BlockNorm = Literal["L1", "L1-sqrt", "L2", "L2-Hys"]
 

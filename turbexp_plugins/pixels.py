@@ -13,8 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import Tags
 
-from turbexp import hookimpl
-from turbexp.plugin_types import FeatureExtractor, PluginParams
+from turbexp.api import FeatureExtractor, PluginParams, hookimpl
 
 
 class PixelsTransformer(TransformerMixin, BaseEstimator):

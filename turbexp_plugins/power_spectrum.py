@@ -15,9 +15,7 @@ from scipy.signal.windows import hann
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import Tags
 
-from turbexp import hookimpl
-from turbexp.parallel import map_images
-from turbexp.plugin_types import FeatureExtractor, PluginParams, Range, SearchSpace
+from turbexp.api import FeatureExtractor, PluginParams, Range, SearchSpace, hookimpl, map_images
 
 Window = Literal["hann", "none"]
 FEATURE_NAMES = ("slope", "log_amplitude")

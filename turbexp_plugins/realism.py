@@ -31,13 +31,22 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from turbexp import hookimpl, metrics
-from turbexp.evaluation import probe_of
-from turbexp.hookspecs import Register
-from turbexp.maps import ObservedMap, read_map, tile_map
-from turbexp.plugin_types import PluginParams, Report, ReportContext, ReportOutput
-from turbexp.spec import StrictModel
-from turbexp.uncertainty import SimulationBootstrap, with_interval
+from turbexp.api import (
+    ObservedMap,
+    PluginParams,
+    Register,
+    Report,
+    ReportContext,
+    ReportOutput,
+    SimulationBootstrap,
+    StrictModel,
+    hookimpl,
+    metrics,
+    probe_of,
+    read_map,
+    tile_map,
+    with_interval,
+)
 
 
 class MockObservations(StrictModel):

@@ -14,14 +14,15 @@ from pydantic import Field
 from sklearn import metrics as skm
 from sklearn.preprocessing import StandardScaler
 
-from turbexp import hookimpl, metrics
-from turbexp.plugin_types import (
+from turbexp.api import (
     PluginParams,
     Report,
     ReportContext,
     ReportOutput,
+    hookimpl,
+    metrics,
+    with_interval,
 )
-from turbexp.uncertainty import with_interval
 
 KOLMOGOROV_INDEX = 11 / 3
 BURGERS_INDEX = 4.0

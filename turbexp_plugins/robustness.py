@@ -20,11 +20,20 @@ import numpy as np
 from matplotlib.figure import Figure
 from pydantic import Field, field_validator
 
-from turbexp import hookimpl
-from turbexp.evaluation import Probe, Simulation, probe_of
-from turbexp.hookspecs import Register
-from turbexp.plugin_types import PluginParams, Report, ReportContext, ReportOutput
-from turbexp.uncertainty import Interval, SimulationBootstrap, with_interval
+from turbexp.api import (
+    Interval,
+    PluginParams,
+    Probe,
+    Register,
+    Report,
+    ReportContext,
+    ReportOutput,
+    Simulation,
+    SimulationBootstrap,
+    hookimpl,
+    probe_of,
+    with_interval,
+)
 
 
 def _label(value: float) -> str:

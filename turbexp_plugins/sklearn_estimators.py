@@ -15,8 +15,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
 
-from turbexp import hookimpl
-from turbexp.plugin_types import Estimator, PluginParams, Range, SearchSpace, TaskKind
+from turbexp.api import Estimator, PluginParams, Range, SearchSpace, TaskKind, hookimpl
 
 RANDOM_STATE = 0
 

@@ -7,14 +7,20 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from turbexp import hookimpl
-from turbexp.errors import SimulationError
-from turbexp.hookspecs import Register
-from turbexp.machine import memory_here
-from turbexp.plugin_types import PluginParams, SimulationRequest, SimulationResult, Simulator
-from turbexp.projection import column_density
-from turbexp.turbulence import velocity_field
-from turbexp.units import time_code, time_myr
+from turbexp.api import (
+    PluginParams,
+    Register,
+    SimulationError,
+    SimulationRequest,
+    SimulationResult,
+    Simulator,
+    column_density,
+    hookimpl,
+    memory_here,
+    time_code,
+    time_myr,
+    velocity_field,
+)
 from turbexp_plugins.builtin import solver
 
 BYTES_PER_CELL = 200

@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from turbexp.errors import SimulationError
+from turbexp.api import SimulationError
 from turbexp_plugins.builtin import gpu, kernels
 from turbexp_plugins.builtin.kernels import SOUND_SPEED
 

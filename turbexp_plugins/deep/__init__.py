@@ -14,9 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from turbexp import hookimpl
-from turbexp.hookspecs import Register
-from turbexp.plugins import MissingExtra
+from turbexp.api import MissingExtra, Register, hookimpl
 
 REQUIRED = {"tensorflow": "tensorflow", "keras": "keras", "tf_keras_vis": "tf-keras-vis"}
 

@@ -30,8 +30,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from turbexp import metrics
-from turbexp import training as fit_context
+from turbexp.api import FitContext, fit_context, metrics
 from turbexp_plugins.deep import cnn
 from turbexp_plugins.deep.data import Augment, as_images
 from turbexp_plugins.deep.estimator import (
@@ -178,7 +177,7 @@ class DebiasedCnnEstimator(KerasImageEstimator):
 
     def _fit_network(self, x: np.ndarray, targets: dict[str, np.ndarray], train: np.ndarray,
                      validation: tuple[np.ndarray, dict[str, np.ndarray]] | None,
-                     context: fit_context.FitContext, weight: float) -> keras.Model:
+                     context: FitContext, weight: float) -> keras.Model:
         seed_everything(self.seed, self.deterministic)
         network, task_model, schedule = self._networks(x.shape[1:], weight)
         self.model_ = task_model  # what predict uses, also while training (epoch scores)
@@ -193,7 +192,7 @@ class DebiasedCnnEstimator(KerasImageEstimator):
         """Train on images ``X`` and targets ``y``; ``nuisance`` holds each image's raw
         nuisance value, by default the metadata value named by the ``nuisance`` parameter."""
         x, y = as_images(X), np.asarray(y)
-        context = fit_context.current()
+        context = fit_context()
         raw = list(nuisance) if nuisance is not None else \
             metadata_values(context.metadata, self.nuisance)
         if not (len(x) == len(y) == len(raw)):
@@ -216,8 +215,8 @@ class DebiasedCnnEstimator(KerasImageEstimator):
         self.baseline_model_ = self.baseline_probe_ = None
         if self.compare and not context.tuning:
             # the twin: same data, same seed, no adversary; its epochs are not reported
-            quiet = fit_context.FitContext(validation=context.validation,
-                                           groups=context.groups, tuning=context.tuning)
+            quiet = FitContext(validation=context.validation, groups=context.groups,
+                               tuning=context.tuning)
             self.baseline_model_ = self._fit_network(x, targets, train, validation, quiet, 0.0)
             self.baseline_history_ = self.history_
             self.baseline_probe_ = self._probe(self.baseline_model_, x, codes)

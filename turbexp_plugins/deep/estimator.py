@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
-from turbexp import training as fit_context
+from turbexp.api import FitContext, fit_context
 from turbexp_plugins.deep import cnn
 from turbexp_plugins.deep.data import Augment, as_images, make_dataset
 from turbexp_plugins.deep.gradient_reversal import GradientReversal
@@ -168,7 +168,7 @@ class KerasImageEstimator(KerasState, BaseEstimator):
         model.compile(optimizer=keras.optimizers.RMSprop(self.learning_rate), loss=loss,
                       metrics=metrics)
 
-    def _split(self, x: np.ndarray, y: np.ndarray, context: fit_context.FitContext
+    def _split(self, x: np.ndarray, y: np.ndarray, context: FitContext
                ) -> tuple[np.ndarray, np.ndarray | None]:
         """Rows to train on, and rows to validate on (None: the context's validation data,
         or no validation)."""
@@ -188,7 +188,7 @@ class KerasImageEstimator(KerasState, BaseEstimator):
         x, y = as_images(X), np.asarray(y)
         if len(x) != len(y):
             raise ValueError(f"{len(x)} images but {len(y)} targets")
-        context = fit_context.current()
+        context = fit_context()
         seed_everything(self.seed, self.deterministic)
         self._learn_targets(y)
         train, held = self._split(x, y, context)
@@ -208,7 +208,7 @@ class KerasImageEstimator(KerasState, BaseEstimator):
 
     def _train(self, model: keras.Model, data: tuple[np.ndarray, Any],
                validation: tuple[np.ndarray, Any] | None,
-               context: fit_context.FitContext,
+               context: FitContext,
                schedules: Sequence[keras.callbacks.Callback] = ()) -> None:
         """Fit ``model`` on tf.data pipelines, with early stopping and epoch reporting;
         ``schedules`` are callbacks that run first in each epoch."""

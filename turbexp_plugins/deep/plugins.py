@@ -13,10 +13,11 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from turbexp.plugin_types import (
+from turbexp.api import (
     Choice,
     Estimator,
     FeatureExtractor,
+    Interval,
     PluginParams,
     Range,
     Report,
@@ -24,8 +25,8 @@ from turbexp.plugin_types import (
     ReportOutput,
     SearchSpace,
     TaskKind,
+    with_interval,
 )
-from turbexp.uncertainty import Interval, with_interval
 
 IMAGE_MODELS = frozenset({"cnn", "debiased_cnn"})
 

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from turbexp.training import FitContext
+from turbexp.api import FitContext
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:

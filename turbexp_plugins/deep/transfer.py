@@ -30,7 +30,7 @@ def load_source(uri: str) -> tuple[keras.Model, str | None]:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from turbexp.tracking import load_pipeline, resolve_model_uri
+    from turbexp.api import load_pipeline, resolve_model_uri
 
     uri = resolve_model_uri(uri)
     try:

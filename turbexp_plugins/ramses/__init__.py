@@ -16,13 +16,18 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from turbexp import hookimpl
-from turbexp.hookspecs import Register
-from turbexp.paths import home
-from turbexp.plugin_types import PluginParams, SimulationRequest, SimulationResult, Simulator
-from turbexp.store import content_hash
-from turbexp.turbulence import velocity_field
-from turbexp.units import MYR_S
+from turbexp.api import (
+    MYR_S,
+    PluginParams,
+    Register,
+    SimulationRequest,
+    SimulationResult,
+    Simulator,
+    content_hash,
+    home,
+    hookimpl,
+    velocity_field,
+)
 from turbexp_plugins.ramses import namelist, run
 from turbexp_plugins.ramses.output import column_density_maps, read_info, refinement
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from turbexp.files import atomic_write
+from turbexp.api import atomic_write
 
 FILE_NAME = "turbexp_ic.dat"
 

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from turbexp.plugin_types import Physics
-from turbexp.units import MYR_S, PC_CM, sound_speed_cm_s
+from turbexp.api import MYR_S, PC_CM, Physics, sound_speed_cm_s
 
 KM_CM = 1.0e5
 TEMPLATE = Path(__file__).resolve().parents[2] / "sims" / "ramses" / "namelist.nml"

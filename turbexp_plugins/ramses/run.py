@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from turbexp.files import atomic_write
-from turbexp.plugin_types import Physics
+from turbexp.api import Physics, atomic_write
 from turbexp_plugins.ramses import initial_field, namelist
 from turbexp_plugins.ramses.output import is_complete, outputs, read_info
 

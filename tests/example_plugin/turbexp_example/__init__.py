@@ -13,8 +13,7 @@ from pydantic import Field
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.neighbors import NearestCentroid
 
-from turbexp import hookimpl
-from turbexp.plugin_types import Choice, Estimator, FeatureExtractor, PluginParams, Range
+from turbexp.api import Choice, Estimator, FeatureExtractor, PluginParams, Range, hookimpl
 
 
 class PixelStatsTransformer(TransformerMixin, BaseEstimator):
