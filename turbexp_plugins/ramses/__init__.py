@@ -1,10 +1,10 @@
 """The ``ramses`` simulator: decaying turbulence run with the user's RAMSES executable.
 
-Each simulation gets a run directory with a namelist rendered from
-sims/ramses/namelist.nml and the initial velocity field made by the same generator
-as the built-in solver (so both codes start from the same field for the same seed),
-read by the project's RAMSES patch (sims/ramses/patch/). The final output is read
-with yt and projected to column density maps on the campaign's grid.
+Each simulation gets a run directory with a namelist rendered from the plugin's
+data/namelist.nml and the initial velocity field made by the same generator as the
+built-in solver (so both codes start from the same field for the same seed), read by
+the plugin's RAMSES patch (data/patch/). The final output is read with yt and
+projected to column density maps on the campaign's grid.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ class RamsesSimulator(Simulator):
                                                         "$TURBEXP_HOME/ramses)")
         keep: Literal["all", "final", "none"] = Field(
             "final", description="outputs kept after the maps are stored")
-        template: Path | None = Field(None, description="namelist template "
-                                                        "(default: sims/ramses/namelist.nml)")
+        template: Path | None = Field(None, description="namelist template (default: the "
+                                                        "plugin's data/namelist.nml)")
 
         @model_validator(mode="after")
         def _levels_ordered(self) -> RamsesSimulator.Params:

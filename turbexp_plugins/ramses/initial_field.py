@@ -1,4 +1,4 @@
-"""The initial velocity file read by the project's RAMSES patch (sims/ramses/patch/).
+"""The initial velocity file read by the plugin's RAMSES patch (data/patch/).
 
 Format (little-endian stream, no record markers): one int32 ``n``, then float64
 ``vx(n,n,n)``, ``vy``, ``vz`` in code velocity units, in Fortran order (first index

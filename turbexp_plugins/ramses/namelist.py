@@ -15,8 +15,8 @@ from string import Template
 from turbexp.api import MYR_S, PC_CM, Physics, sound_speed_cm_s
 
 KM_CM = 1.0e5
-TEMPLATE = Path(__file__).resolve().parents[2] / "sims" / "ramses" / "namelist.nml"
-"""The namelist template shipped in the project's sims/ramses/ folder."""
+TEMPLATE = Path(__file__).resolve().parent / "data" / "namelist.nml"
+"""The namelist template shipped with the plugin (package data)."""
 
 
 @dataclass(frozen=True)
