@@ -27,7 +27,6 @@ binomial confidence interval, and the two-sided exact binomial test against 50%.
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import math
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from turbexp import tracking
 from turbexp.errors import UserError, gather
@@ -321,16 +321,16 @@ class QuizSession:
     @contextmanager
     def hold(self) -> Iterator[None]:
         """Be the only process serving this session (an advisory lock on its folder)."""
-        with open(self.directory / ".lock", "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise UserError(f"session {self.name} is open in another turbexp quiz",
-                                file=str(self.directory), field="--session") from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        lock = FileLock(self.directory / ".lock", timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise UserError(f"session {self.name} is open in another turbexp quiz",
+                            file=str(self.directory), field="--session") from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def check_inputs(self, real: list[str], campaign: str | None, count: int | None,
                      seed: int | None) -> None:

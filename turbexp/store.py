@@ -8,7 +8,6 @@ whose checksum does not match is reported, removed and redone.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 
 from turbexp.files import atomic_write
 
@@ -131,12 +131,8 @@ class SimulationStore:
         """Hold the lock of one simulation (an advisory file lock, released if the process dies)."""
         path = self.root / key[:2] / f".{key}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with FileLock(path):
+            yield
 
     def sweep_temporaries(self, older_than_s: float = 3600.0) -> int:
         """Remove temporary files left by writers killed mid-write (old enough to be dead)."""
