@@ -138,3 +138,52 @@ def test_registered() -> None:
     names = set(registry.names("report"))
     assert {"roc", "confusion_matrix", "tsne", "predicted_vs_true"} <= names
     assert not [f for f in registry.failures if f.entry_point == "reports"]
+
+
+BROKEN_REPORT = """
+from turbexp.api import PluginParams, Report, hookimpl
+
+
+class Broken(Report):
+    name = "broken"
+
+    def render(self, context, params):
+        raise RuntimeError("this report always fails")
+
+
+@hookimpl
+def register_reports(register):
+    register(Broken)
+"""
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "strict"])
+def test_a_failing_report_leaves_the_model_and_the_other_reports_logged(
+        tiny, strict: bool) -> None:
+    import mlflow
+    from conftest import TINY_EXPERIMENT, fake_distribution, turbexp_cli, write
+
+    from turbexp.tracking import load_pipeline
+
+    root = tiny.parent.parent
+    site = fake_distribution(root / "site", "turbexp-broken-report", "broken", BROKEN_REPORT)
+    write(tiny, TINY_EXPERIMENT.replace("reports: [roc, confusion_matrix, tsne]",
+                                        "reports: [broken, roc]"))
+    env = {"PYTHONPATH": str(site), "TURBEXP_STRICT_PLUGINS": "1" if strict else "0"}
+    result = turbexp_cli("run", str(tiny), "--no-progress", cwd=root, env=env)
+    assert result.returncode == (2 if strict else 0), result.stderr
+    assert "report 'broken' failed (RuntimeError: this report always fails)" in \
+        result.stderr.replace("\n", " ")
+    [run] = mlflow.search_runs(experiment_names=["turbexp"], output_format="list",
+                               filter_string="tags.`turbexp.role` = 'experiment'")
+    assert run.data.tags["turbexp.report_failed.broken"] == \
+        "RuntimeError: this report always fails"
+    assert run.info.status == ("FAILED" if strict else "FINISHED")
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id,
+                                                                      "reports")}
+    assert {"reports/roc.png", "reports/broken.error.txt"} <= artifacts
+    traceback = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/reports/broken.error.txt")
+    assert "RuntimeError: this report always fails" in traceback
+    # the model was logged before the reports ran: it is there and loads
+    assert run.data.tags["turbexp.model_run"] == run.info.run_id
+    assert hasattr(load_pipeline(f"runs:/{run.info.run_id}/model"), "predict")

@@ -85,7 +85,8 @@ class Registry:
         return [info for kind in KINDS for info in self.plugins[kind].values()]
 
 
-def _strict() -> bool:
+def strict_plugins() -> bool:
+    """Whether TURBEXP_STRICT_PLUGINS asks for a failing plugin to fail the command."""
     return os.environ.get("TURBEXP_STRICT_PLUGINS", "") not in ("", "0", "false", "no")
 
 
@@ -119,7 +120,7 @@ def load_registry(entry_points: list[md.EntryPoint] | None = None) -> Registry:
         except Exception as exc:  # a broken plugin must not take the tool down
             if module is not None and pm.is_registered(module):
                 pm.unregister(module)
-            if _strict() and not isinstance(exc, MissingExtra):
+            if strict_plugins() and not isinstance(exc, MissingExtra):
                 raise UserError(f"plugin {ep.name!r} from {package} {version} failed to load: "
                                 f"{_short_error(exc)} (TURBEXP_STRICT_PLUGINS is set)") from exc
             registry.failures.append(PluginFailure(ep.name, package, version, _short_error(exc),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ import matplotlib
 import mlflow
 import numpy as np
 from mlflow.models import infer_signature
+from rich.markup import escape
 from sklearn.pipeline import Pipeline
 
 from turbexp import conformal, interrupt, metrics, tracking, training
@@ -44,6 +46,7 @@ from turbexp.images import (
 from turbexp.observation import views
 from turbexp.paths import optuna_storage
 from turbexp.plugin_types import ReportContext
+from turbexp.plugins import strict_plugins
 from turbexp.progress import console, step
 from turbexp.spec import Spread
 from turbexp.store import SimulationStore
@@ -316,12 +319,12 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
             simulation=data.simulation[holdout],
             bootstrap=result.bootstrap(boot.resamples, boot.seed), map_interval=halfwidth,
             map_calibration=calibrated)
-        _log_reports(plan, context, show_progress)
-        interrupt.check()
-        if spec.model is None:
+        if spec.model is None:  # before the reports: a report that fails leaves it logged
             with step(f"{spec.name}: logging the model", enabled=show_progress):
                 _log_model(plan, pipeline, data.images[data.part("holdout")][:4])
             mlflow.set_tag(tracking.MODEL_RUN, run.info.run_id)
+        interrupt.check()
+        _log_reports(plan, context, show_progress)
         return _Outcome(run.info.run_id, result, scores, best_test, trials)
 
 
@@ -497,17 +500,40 @@ def _splits(plan: ExperimentPlan, data: ImageSet) -> dict[str, list[PlannedSimul
             for name in ("train", "test", "holdout")}
 
 
+REPORT_FAILED = f"{tracking.TAG}.report_failed"
+"""Tag prefix of a report that failed: ``turbexp.report_failed.NAME`` = the error."""
+
+
 def _log_reports(plan: ExperimentPlan, context: ReportContext, show_progress: bool) -> None:
+    """Render and log each report on its own: one that fails leaves the others (and the
+    model) logged, and the run records its traceback (``reports/NAME.error.txt``) and a tag;
+    with ``TURBEXP_STRICT_PLUGINS`` set the run then fails."""
     import matplotlib.pyplot as plt
 
+    failed = []
     for report in plan.reports:
-        with step(f"{plan.spec.name}: report {report.plugin.name}", enabled=show_progress):
-            output = report.plugin.create().render(context, report.params)
-        for name, figure in output.figures.items():
-            mlflow.log_figure(figure, f"reports/{name}")
-            plt.close(figure)
-        if output.metrics:
-            mlflow.log_metrics(_finite(output.metrics))
+        name = report.plugin.name
+        try:
+            with step(f"{plan.spec.name}: report {name}", enabled=show_progress):
+                output = report.plugin.create().render(context, report.params)
+            for file, figure in output.figures.items():
+                mlflow.log_figure(figure, f"reports/{file}")
+                plt.close(figure)
+            if output.metrics:
+                mlflow.log_metrics(_finite(output.metrics))
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            mlflow.log_text(traceback.format_exc(), f"reports/{name}.error.txt")
+            mlflow.set_tag(f"{REPORT_FAILED}.{name}", message[:500])
+            console.print(f"[yellow]warning:[/] {plan.spec.name}: report {name!r} failed "
+                          f"({escape(message[:300])}); the model and the other reports are "
+                          "logged", soft_wrap=True)
+            failed.append(f"{name} ({message[:300]})")
+        finally:
+            plt.close("all")
+    if failed and strict_plugins():
+        raise UserError(f"reports failed: {'; '.join(failed)} (TURBEXP_STRICT_PLUGINS is set)",
+                        file=str(plan.path), field="evaluate.reports")
 
 
 def _plugin_types(model: Any) -> list[str]:
