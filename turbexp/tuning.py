@@ -31,6 +31,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 from optuna.samplers import BaseSampler, TPESampler
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from turbexp import interrupt, metrics, tracking, training
@@ -150,7 +151,7 @@ def ask(study: optuna.Study, space: dict[str, BaseDistribution]) -> optuna.Trial
     return None
 
 
-def fail_orphaned_trials(study: optuna.Study) -> None:
+def fail_orphaned_trials(study: optuna.Study, storage: BaseStorage) -> None:
     """Trials left RUNNING by a killed process are marked FAIL and ``interrupted``; they do
     not count towards the trials asked for, so a rerun makes up for them.
 
@@ -160,13 +161,15 @@ def fail_orphaned_trials(study: optuna.Study) -> None:
     workers = [_worker_process(key) for key, active in study.user_attrs.items()
                if key.startswith("worker:") and active]
     any_worker_alive = any(not tracking.process_gone(*worker) for worker in workers)
+    study_id = storage.get_study_id_from_name(study.study_name)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         attrs = trial.user_attrs
         orphan = tracking.process_gone(attrs["host"], attrs.get("pid"), attrs.get("started")) \
             if attrs.get("host") else not any_worker_alive
         if orphan:
-            study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            storage.set_trial_user_attr(trial_id, "interrupted", True)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
 
 def _worker_key() -> str:
@@ -289,11 +292,12 @@ def tune(plan: ExperimentPlan, data: ImageSet, show_progress: bool) -> Tuned:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = {**features.distributions(), **estimator.distributions()}
+    storage = optuna_storage(spec.tune.storage)
     study = optuna.create_study(
-        study_name=study_name, storage=optuna_storage(spec.tune.storage), load_if_exists=True,
+        study_name=study_name, storage=storage, load_if_exists=True,
         direction=plan.direction, sampler=TrialSeededSampler(spec.tune.seed, space),
     )
-    fail_orphaned_trials(study)
+    fail_orphaned_trials(study, storage)
     worker = _worker_key()
     study.set_user_attr(worker, True)
     wanted = spec.tune.trials if plan.tuned else 1
