@@ -162,7 +162,8 @@ def run_campaign(plan: CampaignPlan, store: SimulationStore, *, jobs: int | None
     if (executor or plan.spec.executor.kind) == "slurm":
         from turbexp.slurm import run_on_slurm
 
-        return run_on_slurm(plan, args, outcome, wait=wait, show_progress=show_progress)
+        return run_on_slurm(plan, simulate_one, args, outcome, wait=wait,
+                            show_progress=show_progress)
     jobs = max(1, min(jobs or plan.spec.executor.jobs or default_jobs(), len(missing)))
     with progress_bar(f"simulating {plan.spec.name}", total=len(plan.simulations),
                       completed=outcome.reused, enabled=show_progress) as bar:

@@ -9,6 +9,7 @@ from the run's newest whole output.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +25,14 @@ POLL_S = 30.0
 
 
 class SimulationTask(Checkpointable):
-    """One simulation as a requeueable SLURM task (``checkpoint`` resubmits the same call)."""
+    """One simulation as a requeueable SLURM task (``checkpoint`` resubmits the same call):
+    ``simulate(*args)``, a module-level function, so that the task pickles."""
+
+    def __init__(self, simulate: Callable[..., tuple[str, str | None, bool]]) -> None:
+        self.simulate = simulate
 
     def __call__(self, *args: Any) -> tuple[str, str | None, bool]:
-        from turbexp.campaign import simulate_one
-
-        return simulate_one(*args)
+        return self.simulate(*args)
 
 
 def executor_for(plan: CampaignPlan) -> Any:
@@ -54,13 +57,15 @@ def executor_for(plan: CampaignPlan) -> Any:
     return executor
 
 
-def run_on_slurm(plan: CampaignPlan, args: list[tuple], outcome: CampaignOutcome, *,
-                 wait: bool, show_progress: bool) -> CampaignOutcome:
-    """Submit one array task per simulation; with ``wait``, follow them to the end."""
+def run_on_slurm(plan: CampaignPlan, simulate: Callable[..., tuple[str, str | None, bool]],
+                 args: list[tuple], outcome: CampaignOutcome, *, wait: bool,
+                 show_progress: bool) -> CampaignOutcome:
+    """Submit one array task per simulation, each calling ``simulate`` with its arguments;
+    with ``wait``, follow them to the end."""
     executor = executor_for(plan)
     store_args = [(*a[:3], str(Path(a[3]).resolve())) for a in args]
     try:
-        jobs = executor.map_array(SimulationTask(), *zip(*store_args, strict=True))
+        jobs = executor.map_array(SimulationTask(simulate), *zip(*store_args, strict=True))
     except Exception as exc:  # sbatch missing or refusing the submission
         raise UserError(f"SLURM submission failed: {exc}", file=str(plan.path),
                         field="executor") from None
