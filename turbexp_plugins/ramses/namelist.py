@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from typing import Any
 
 from turbexp.api import MYR_S, PC_CM, Physics, sound_speed_cm_s
 
@@ -95,7 +96,15 @@ def render(physics: Physics, values: NamelistValues, template: str | Path = TEMP
         "units_time": _real(units.time_s),
         "units_length": _real(units.length_cm),
     }
-    return Template(Path(template).read_text()).substitute(fields)
+    text = Template(Path(template).read_text()).substitute(fields)
+    import f90nml  # the ramses extra; the plugin itself loads without it
+
+    try:
+        f90nml.reads(text)  # a template edited into something RAMSES could not read
+    except ValueError as exc:
+        raise ValueError(f"the namelist rendered from {template} is not a valid Fortran "
+                         f"namelist: {exc}") from None
+    return text
 
 
 def _real(value: float) -> str:
@@ -108,17 +117,10 @@ def _real(value: float) -> str:
     return f"{mantissa}d{int(exponent or 0)}"
 
 
-def read_namelist(path: str | Path) -> dict[str, str]:
-    """``key=value`` pairs of a namelist file, keys lower-case (enough for checking a render)."""
-    values = {}
-    for line in Path(path).read_text().splitlines():
-        line = line.split("!", 1)[0].strip()
-        key, sep, value = line.partition("=")
-        if sep:
-            values[key.strip().lower()] = value.strip()
-    return values
+def read_namelist(path: str | Path) -> dict[str, Any]:
+    """Every variable of a namelist file, parsed by f90nml (numbers as numbers, repeated
+    values as lists), keys lower-case, the groups merged."""
+    import f90nml
 
-
-def fortran_float(text: str) -> float:
-    """A Fortran real literal (``1.5d-3``) as a float."""
-    return float(text.lower().replace("d", "e"))
+    parsed = f90nml.read(str(path))
+    return {key.lower(): value for group in parsed.values() for key, value in group.items()}
