@@ -140,6 +140,20 @@ def tsne_perplexity(requested: float, n_samples: int) -> float:
     return float(min(requested, 0.99 * (n_samples - 1) / 3))
 
 
+def embed(features: np.ndarray, perplexity: float, seed: int, n_jobs: int = 1
+          ) -> tuple[np.ndarray, float, float]:
+    """A 2-D openTSNE map of the standardised features (n, ...), its KL divergence and the
+    perplexity used (:func:`tsne_perplexity`)."""
+    from openTSNE import TSNE
+
+    features = np.asarray(features, dtype=np.float64)
+    scaled = np.nan_to_num(StandardScaler().fit_transform(features.reshape(len(features), -1)))
+    used = tsne_perplexity(perplexity, len(scaled))
+    embedding = TSNE(n_components=2, perplexity=used, random_state=seed, n_jobs=n_jobs,
+                     verbose=False).fit(scaled)
+    return np.asarray(embedding), float(getattr(embedding, "kl_divergence", float("nan"))), used
+
+
 class Tsne(Report):
     """Two-dimensional openTSNE map of the standardised features."""
 
@@ -154,21 +168,8 @@ class Tsne(Report):
         n_jobs: int = Field(1, ge=1, le=64, description="threads used by openTSNE")
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
-        from openTSNE import TSNE
-
         p = self.validated(params)
-        features = np.asarray(context.features, dtype=np.float64)
-        features = features.reshape(len(features), -1)
-        perplexity = tsne_perplexity(p.perplexity, len(features))
-        scaled = StandardScaler().fit_transform(features)
-        embedding = TSNE(
-            n_components=2,
-            perplexity=perplexity,
-            random_state=context.seed,
-            n_jobs=p.n_jobs,
-            verbose=False,
-        ).fit(scaled)
-        points = np.asarray(embedding)
+        points, kl, perplexity = embed(context.features, p.perplexity, context.seed, p.n_jobs)
         fig = Figure(figsize=(6, 5), layout="constrained")
         ax = fig.add_subplot()
         if context.task == "classify":
@@ -193,7 +194,6 @@ class Tsne(Report):
                      f"{_sizes(context)}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-        kl = float(getattr(embedding, "kl_divergence", float("nan")))
         return ReportOutput(figures={"tsne.png": fig}, metrics={"tsne_kl_divergence": kl})
 
 

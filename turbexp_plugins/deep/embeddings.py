@@ -14,12 +14,10 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from sklearn.preprocessing import StandardScaler
 
 from turbexp_plugins.deep import cnn
 from turbexp_plugins.deep.estimator import KerasImageEstimator, predict_in_batches
 from turbexp_plugins.hog import HogTransformer
-from turbexp_plugins.reports import tsne_perplexity
 
 NEIGHBOURS = 5
 
@@ -37,18 +35,6 @@ def hog_features(images: np.ndarray, orientations: int = 8, cells: int = 4) -> n
     side = min(images.shape[1:])
     cells = max(2, min(cells, side // 2))
     return HogTransformer(orientations=orientations, cells=cells).fit_transform(images)
-
-
-def embed(features: np.ndarray, perplexity: float, seed: int, n_jobs: int = 1
-          ) -> tuple[np.ndarray, float]:
-    """A 2-D openTSNE map of the standardised features, and its KL divergence."""
-    from openTSNE import TSNE
-
-    scaled = StandardScaler().fit_transform(np.asarray(features, dtype=np.float64))
-    scaled = np.nan_to_num(scaled)
-    embedding = TSNE(n_components=2, perplexity=tsne_perplexity(perplexity, len(scaled)),
-                     random_state=seed, n_jobs=n_jobs, verbose=False).fit(scaled)
-    return np.asarray(embedding), float(getattr(embedding, "kl_divergence", float("nan")))
 
 
 def neighbour_scores(points: np.ndarray, values: np.ndarray, classify: bool) -> np.ndarray:

@@ -246,6 +246,7 @@ class EmbeddingsReport(Report):
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         from turbexp_plugins.deep import embeddings
+        from turbexp_plugins.reports import embed
 
         p = self.validated(params)
         estimator, inputs = _image_model(context)
@@ -258,7 +259,7 @@ class EmbeddingsReport(Report):
         score = "accuracy" if classify else "mae"
         maps, out, shown = {}, {}, {}
         for (name, features), key in zip(sources.items(), ("cnn", "hog"), strict=True):
-            maps[name], out[f"embedding_{key}_kl_divergence"] = embeddings.embed(
+            maps[name], out[f"embedding_{key}_kl_divergence"], _ = embed(
                 features, p.perplexity, context.seed, p.n_jobs)
             per_point = embeddings.neighbour_scores(maps[name], values, classify)
             interval = _mean_interval(context, per_point)
