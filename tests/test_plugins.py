@@ -124,3 +124,51 @@ def test_a_misspelt_hook_is_reported_not_ignored(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "typo" in result.stderr and "register_feature" in result.stderr
     assert "hog" in result.stdout
+
+
+COMMANDS = """
+import click
+
+from turbexp.api import UserError, hookimpl
+
+
+@click.command()
+@click.argument("who")
+def hello(who):
+    \"\"\"Say hello.\"\"\"
+    if who == "nobody":
+        raise UserError("nobody is there", field="WHO")
+    click.echo(f"hello {who}")
+
+
+@click.command("run")
+def shadow():
+    click.echo("the plugin's run")
+
+
+@hookimpl
+def register_commands(register):
+    register(hello)
+    register(shadow)
+"""
+
+
+def test_a_plugin_package_adds_a_command(tmp_path: Path, tiny: Path) -> None:
+    site = fake_distribution(tmp_path / "site", "turbexp-hello", "hello", COMMANDS)
+    env = {"PYTHONPATH": str(site)}
+    root = tiny.parent.parent
+    listed = turbexp_cli("plugins", cwd=root, env=env)
+    assert listed.returncode == 0, listed.stderr
+    rows = [" ".join(line.split()) for line in listed.stdout.splitlines()]
+    assert any("command │ hello │ turbexp-hello │ 0.1 │ hello" in row for row in rows)
+    assert any("run (a built-in of that name wins)" in row for row in rows)
+    said = turbexp_cli("hello", "world", cwd=root, env=env)
+    assert said.returncode == 0 and said.stdout == "hello world\n", said.stderr
+    refused = turbexp_cli("hello", "nobody", cwd=root, env=env)
+    assert refused.returncode == 2 and "WHO: nobody is there" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    # a built-in keeps its name
+    shadowed = turbexp_cli("run", "--dry-run", str(tiny), cwd=root, env=env)
+    assert "the plugin's run" not in shadowed.stdout
+    unknown = turbexp_cli("nosuch", cwd=root, env=env)
+    assert unknown.returncode == 2 and "No such command 'nosuch'" in unknown.stderr

@@ -29,7 +29,22 @@ def _jobs_option(function):
         function)
 
 
-@click.group()
+class _Commands(click.Group):
+    """The built-in commands, then those plugin packages add (``register_commands``), which
+    are loaded only when one is asked for: the built-ins start without loading plugins."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        from turbexp.plugins import registry
+
+        found = registry().commands.get(cmd_name)
+        return None if found is None else found.command
+
+
+@click.group(cls=_Commands, epilog="Plugin packages can add commands; `turbexp plugins` "
+                                   "lists them.")
 @click.version_option(turbexp.__version__, prog_name="turbexp")
 def cli() -> None:
     """Machine-learning experiments on images of interstellar turbulence, tracked in MLflow."""
@@ -271,6 +286,10 @@ def plugins() -> None:
         table.add_column(column)
     for info in found.all():
         table.add_row(info.kind, info.name, info.package, info.version, info.entry_point)
+    for command in found.commands.values():
+        shadowed = " (a built-in of that name wins)" if command.name in cli.commands else ""
+        table.add_row("command", command.name + shadowed, command.package, command.version,
+                      command.entry_point)
     out.print(table, soft_wrap=True)
     for failure in found.failures:
         what = "[yellow]not installed[/]" if failure.missing_extra else "[red]failed to load[/]"

@@ -60,6 +60,15 @@ def register_reports(register: Register) -> None:
     them in ``evaluate.reports``."""
 
 
+@hookspec
+def register_commands(register: Register) -> None:
+    """Register :class:`click.Command` objects: each becomes ``turbexp NAME`` (its
+    ``name``), for views and tools that are not machinery. A built-in command of the same
+    name wins; ``turbexp plugins`` lists plugin commands with their package. The command
+    runs under turbexp's error handling: a :class:`~turbexp.errors.UserError` it raises is
+    one message and exit status 2."""
+
+
 HOOK_KINDS = {
     "register_simulators": "simulator",
     "register_features": "features",

@@ -14,6 +14,7 @@ import traceback
 from dataclasses import dataclass
 from functools import cache
 
+import click
 import pluggy
 from pydantic import ValidationError
 
@@ -46,6 +47,17 @@ class MissingExtra(ImportError):
 
 
 @dataclass(frozen=True)
+class CommandInfo:
+    """A command a plugin package adds to ``turbexp``, with where it came from."""
+
+    name: str
+    command: click.Command
+    package: str
+    version: str
+    entry_point: str
+
+
+@dataclass(frozen=True)
 class PluginFailure:
     """An entry point that could not be loaded or registered."""
 
@@ -61,6 +73,7 @@ class Registry:
 
     def __init__(self) -> None:
         self.plugins: dict[str, dict[str, PluginInfo]] = {kind: {} for kind in KINDS}
+        self.commands: dict[str, CommandInfo] = {}
         self.failures: list[PluginFailure] = []
 
     def get(self, kind: str, name: str) -> PluginInfo:
@@ -108,6 +121,7 @@ def load_registry(entry_points: list[md.EntryPoint] | None = None) -> Registry:
         version = ep.dist.version if ep.dist else "?"
         module = None
         found: list[PluginInfo] = []
+        commands: list[CommandInfo] = []
         try:
             module = ep.load()
             pm.register(module, name=ep.name)  # validates the hooks against their specs
@@ -117,6 +131,8 @@ def load_registry(entry_points: list[md.EntryPoint] | None = None) -> Registry:
             for hook_name, kind in hookspecs.HOOK_KINDS.items():
                 register = _registrar(registry, found, kind, ep.name, package, version)
                 pm.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
+            pm.subset_hook_caller("register_commands", remove_plugins=others)(
+                register=_command_registrar(registry, commands, ep.name, package, version))
         except Exception as exc:  # a broken plugin must not take the tool down
             if module is not None and pm.is_registered(module):
                 pm.unregister(module)
@@ -128,7 +144,23 @@ def load_registry(entry_points: list[md.EntryPoint] | None = None) -> Registry:
             continue
         for info in found:
             registry.plugins[info.kind][info.name] = info
+        registry.commands |= {c.name: c for c in commands}
     return registry
+
+
+def _command_registrar(registry: Registry, found: list[CommandInfo], ep_name: str,
+                       package: str, version: str):
+    def register(command: click.Command) -> None:
+        if not isinstance(command, click.Command) or not command.name:
+            raise TypeError(f"{command!r} registered as a command is not a named click.Command")
+        existing = registry.commands.get(command.name) or next(
+            (c for c in found if c.name == command.name), None)
+        if existing is not None:
+            raise TypeError(f"command {command.name!r} is already registered by "
+                            f"{existing.package}")
+        found.append(CommandInfo(command.name, command, package, version, ep_name))
+
+    return register
 
 
 def _registrar(registry: Registry, found: list[PluginInfo], kind: str, ep_name: str,
