@@ -10,28 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from turbexp.plugins import registry
-
 ROOT = Path(__file__).resolve().parents[1]
+# the example package's own tests need it installed: test_plugins runs them that way
+collect_ignore = ["example_plugin"]
 RAMSES_FIXTURES = ROOT.parent / "shared" / "fixtures" / "ramses"
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty working folder with a private SQLite MLflow store and turbexp home."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("TURBEXP_HOME", str(tmp_path / ".turbexp"))
-    monkeypatch.delenv("TURBEXP_CACHE", raising=False)
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-    monkeypatch.setenv("TURBEXP_JOBS", "1")
-    import mlflow
-
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    registry.cache_clear()
-    yield tmp_path
-    registry.cache_clear()
-    mlflow.set_tracking_uri(None)
+def workdir(turbexp_folder: Path) -> Path:
+    """An empty working folder with a private SQLite MLflow store and turbexp home (the
+    fixture turbexp.testing gives plugin packages)."""
+    return turbexp_folder
 
 
 def write(path: Path, text: str) -> Path:

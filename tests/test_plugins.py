@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -172,3 +173,17 @@ def test_a_plugin_package_adds_a_command(tmp_path: Path, tiny: Path) -> None:
     assert "the plugin's run" not in shadowed.stdout
     unknown = turbexp_cli("nosuch", cwd=root, env=env)
     assert unknown.returncode == 2 and "No such command 'nosuch'" in unknown.stderr
+
+
+def test_a_plugin_package_tests_itself_with_turbexps_pytest_plugin(example_site: Path,
+                                                                    tmp_path: Path) -> None:
+    """The example package's tests use the fixtures of turbexp.testing, found through its
+    pytest11 entry point, as any plugin package's tests would."""
+    tests = tmp_path / "tests"  # away from this repository's configuration and conftest
+    shutil.copytree(ROOT / "tests" / "example_plugin" / "tests", tests)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(example_site)},
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
