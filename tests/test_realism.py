@@ -79,10 +79,16 @@ def test_realism_needs_one_source(workdir: Path) -> None:
 
 
 @pytest.mark.parametrize("report", ["{plugin: realism, real: ['../none*.fits']}"])
-def test_no_matching_fits_file_is_a_clear_failure(workdir: Path, report: str) -> None:
+def test_no_matching_fits_file_is_a_clear_report_failure(workdir: Path, report: str) -> None:
+    """The report fails on its own (the run and its model stand), and fails the run in
+    strict mode."""
     write(workdir / "sims" / "tiny.yaml", TINY_CAMPAIGN)
     path = write(workdir / "experiments" / "none.yaml",
                  EXPERIMENT.format(name="none", report=report, features=HOG))
     result = turbexp_cli("run", str(path), "--no-progress", cwd=workdir)
-    assert result.returncode != 0
-    assert "no FITS file matches" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert "report 'realism' failed" in result.stderr
+    assert "no FITS file matches" in result.stderr.replace("\n", " ")
+    strict = turbexp_cli("run", str(path), "--no-progress", cwd=workdir,
+                         env={"TURBEXP_STRICT_PLUGINS": "1"})
+    assert strict.returncode == 2 and "no FITS file matches" in strict.stderr

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from turbexp.campaign import PlannedSimulation, plan_campaign, run_campaign
+from turbexp.campaign import PlannedSimulation, plan_campaign
 from turbexp.holdout import Holdout, HoldoutPart
 from turbexp.images import images_from_maps, images_per_simulation, resize_to
 from turbexp.observation import simulated
@@ -82,10 +82,8 @@ class Probe:
     copy of it) on. ``splits`` maps ``train``, ``test`` and ``holdout`` to simulations."""
 
     def __init__(self, plan: ExperimentPlan, store: SimulationStore, model: Any,
-                 splits: dict[str, list[PlannedSimulation]], jobs: int | None = None,
-                 show_progress: bool = False) -> None:
+                 splits: dict[str, list[PlannedSimulation]]) -> None:
         self.plan, self.store, self.model, self.splits = plan, store, model, splits
-        self.jobs, self.show_progress = jobs, show_progress
 
     @property
     def task(self) -> str:
@@ -104,14 +102,12 @@ class Probe:
         return [self._load(s) for part in parts for s in self.splits[part]
                 if self.store.has(s.key)]
 
-    def campaign_simulations(self, path: str | Path, *, run: bool = True) -> list[Simulation]:
-        """Every simulation of another campaign (``path`` relative to the experiment file).
-
-        With ``run``, missing simulations are made first; without, only those already in
-        the cache are returned (e.g. RAMSES runs made elsewhere)."""
+    def campaign_simulations(self, path: str | Path) -> list[Simulation]:
+        """The simulations of another campaign (``path`` relative to the experiment file)
+        that are in the cache. The runner makes, before any report renders, those of the
+        campaigns a report declares it makes (:meth:`Report.campaigns`); rendering only
+        reads."""
         plan = plan_campaign(resolved(self.plan.path.parent / path), scale=self.plan.scale)
-        if run:
-            run_campaign(plan, self.store, jobs=self.jobs, show_progress=self.show_progress)
         return [self._load(s) for s in plan.simulations if self.store.has(s.key)]
 
     def _load(self, sim: PlannedSimulation) -> Simulation:

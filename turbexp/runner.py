@@ -34,7 +34,7 @@ from turbexp.calibration import MapCalibration
 from turbexp.campaign import PlannedSimulation, plan_campaign, run_campaign
 from turbexp.errors import UserError
 from turbexp.evaluation import Probe
-from turbexp.experiment import ExperimentPlan
+from turbexp.experiment import ExperimentPlan, ReportPlan
 from turbexp.holdout import PREDICTIONS, Holdout, HoldoutPart
 from turbexp.images import (
     ImageSet,
@@ -314,8 +314,7 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
             y_pred=y_pred, score=result.parts[0].score, features=np.asarray(x_hold),
             index=data.index[holdout], seed=spec.tune.seed, images=data.images[holdout],
             model=pipeline, metadata=data.metadata_of(holdout),
-            probe=Probe(plan, store, pipeline, _splits(plan, data), jobs=jobs,
-                        show_progress=show_progress),
+            probe=Probe(plan, store, pipeline, _splits(plan, data)),
             simulation=data.simulation[holdout],
             bootstrap=result.bootstrap(boot.resamples, boot.seed), map_interval=halfwidth,
             map_calibration=calibrated)
@@ -324,7 +323,7 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
                 _log_model(plan, pipeline, data.images[data.part("holdout")][:4])
             mlflow.set_tag(tracking.MODEL_RUN, run.info.run_id)
         interrupt.check()
-        _log_reports(plan, context, show_progress)
+        _log_reports(plan, context, store, jobs, show_progress)
         return _Outcome(run.info.run_id, result, scores, best_test, trials)
 
 
@@ -500,20 +499,33 @@ def _splits(plan: ExperimentPlan, data: ImageSet) -> dict[str, list[PlannedSimul
             for name in ("train", "test", "holdout")}
 
 
+def _make_campaigns(plan: ExperimentPlan, report: ReportPlan, store: SimulationStore,
+                    jobs: int | None, show_progress: bool) -> None:
+    """Make the simulations of the campaigns ``report`` declares it makes
+    (:meth:`Report.campaigns`), so that rendering only reads the cache."""
+    for path, made in report.plugin.create().campaigns(report.params).items():
+        if made:
+            campaign = plan_campaign(resolved(plan.path.parent / path), scale=plan.scale)
+            run_campaign(campaign, store, jobs=jobs, show_progress=show_progress)
+
+
 REPORT_FAILED = f"{tracking.TAG}.report_failed"
 """Tag prefix of a report that failed: ``turbexp.report_failed.NAME`` = the error."""
 
 
-def _log_reports(plan: ExperimentPlan, context: ReportContext, show_progress: bool) -> None:
-    """Render and log each report on its own: one that fails leaves the others (and the
-    model) logged, and the run records its traceback (``reports/NAME.error.txt``) and a tag;
-    with ``TURBEXP_STRICT_PLUGINS`` set the run then fails."""
+def _log_reports(plan: ExperimentPlan, context: ReportContext, store: SimulationStore,
+                 jobs: int | None, show_progress: bool) -> None:
+    """Make each report's campaigns, then render and log it, each report on its own: one
+    that fails leaves the others (and the model) logged, and the run records its traceback
+    (``reports/NAME.error.txt``) and a tag; with ``TURBEXP_STRICT_PLUGINS`` set the run then
+    fails."""
     import matplotlib.pyplot as plt
 
     failed = []
     for report in plan.reports:
         name = report.plugin.name
         try:
+            _make_campaigns(plan, report, store, jobs, show_progress)
             with step(f"{plan.spec.name}: report {name}", enabled=show_progress):
                 output = report.plugin.create().render(context, report.params)
             for file, figure in output.figures.items():

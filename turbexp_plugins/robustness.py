@@ -223,8 +223,8 @@ def _test_sets(probe: Probe, p: ResolutionParams) -> dict[str, list[Simulation]]
     """The holdout and every other campaign, named by code and grid (``grid_64``,
     ``ramses_32``); empty cached campaigns are left out."""
     sets = {f"grid_{probe.plan.campaign.spec.grid}": probe.simulations("holdout")}
-    for path, run in [*((c, True) for c in p.campaigns), *((c, False) for c in p.cached)]:
-        sims = [s for s in probe.campaign_simulations(path, run=run)
+    for path in [*p.campaigns, *p.cached]:
+        sims = [s for s in probe.campaign_simulations(path)
                 if probe.target(s.index) is not None]
         if not sims:
             continue
