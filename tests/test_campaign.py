@@ -16,7 +16,7 @@ from conftest import TINY_CAMPAIGN, fake_distribution, turbexp_cli, write
 from turbexp.campaign import plan_campaign, run_campaign
 from turbexp.errors import UserError
 from turbexp.experiment import plan_experiment
-from turbexp.runner import build_image_set
+from turbexp.image_set import build_image_set
 from turbexp.store import SimulationStore
 
 

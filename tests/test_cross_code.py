@@ -17,8 +17,8 @@ from turbexp import metrics
 from turbexp.calibration import MapCalibration
 from turbexp.campaign import plan_campaign
 from turbexp.experiment import plan_experiment
+from turbexp.image_set import build_image_set
 from turbexp.images import images_from_maps
-from turbexp.runner import build_image_set
 from turbexp.spec import ImagesSpec
 from turbexp.store import SimulationStore
 from turbexp.tracking import load_pipeline

@@ -12,6 +12,7 @@ from conftest import TINY_CAMPAIGN, TINY_EXPERIMENT, turbexp_cli, write
 
 from turbexp.campaign import run_campaign
 from turbexp.experiment import plan_experiment
+from turbexp.image_set import build_image_set
 from turbexp.observation import (
     FWHM_PER_SIGMA,
     NOISE_FLOOR,
@@ -22,7 +23,6 @@ from turbexp.observation import (
     simulated,
     views,
 )
-from turbexp.runner import build_image_set
 from turbexp.spec import ObservationSpec
 from turbexp.store import SimulationStore, content_hash
 

@@ -103,7 +103,8 @@ def run(files: tuple[str, ...], jobs: int | None, assignments: tuple[str, ...],
 
         render(estimate(plans), out)
         return
-    from turbexp.runner import run_experiment, unavailable
+    from turbexp.image_set import unavailable
+    from turbexp.runner import run_experiment
     from turbexp.store import SimulationStore
 
     store = SimulationStore(cache_dir())

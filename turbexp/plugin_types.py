@@ -227,7 +227,7 @@ class Report(Plugin):
     def test_campaigns(self, params: PluginParams) -> list[str]:
         """Campaign files (relative to the experiment file) the report must score on; an
         experiment whose test campaigns can be neither found in the cache nor simulated
-        here is skipped (:func:`turbexp.runner.unavailable`)."""
+        here is skipped (:func:`turbexp.image_set.unavailable`)."""
         return []
 
 

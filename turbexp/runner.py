@@ -16,43 +16,36 @@ from __future__ import annotations
 
 import json
 import sys
-import traceback
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
 import mlflow
 import numpy as np
-from mlflow.models import infer_signature
-from rich.markup import escape
 from sklearn.pipeline import Pipeline
 
 from turbexp import conformal, interrupt, metrics, tracking, training
 from turbexp.calibration import TAG as CALIBRATION_TAG
 from turbexp.calibration import MapCalibration
-from turbexp.campaign import PlannedSimulation, plan_campaign, run_campaign
+from turbexp.campaign import run_campaign
 from turbexp.errors import UserError
 from turbexp.evaluation import Probe
-from turbexp.experiment import ExperimentPlan, ReportPlan
+from turbexp.experiment import ExperimentPlan
 from turbexp.holdout import PREDICTIONS, Holdout, HoldoutPart
+from turbexp.image_set import build_image_set, splits
 from turbexp.images import (
     ImageSet,
-    image_side_pc,
-    images_from_maps,
     images_per_simulation,
-    split_simulations,
 )
-from turbexp.observation import views
+from turbexp.model_logging import log_model
 from turbexp.paths import optuna_storage
 from turbexp.plugin_types import ReportContext
-from turbexp.plugins import strict_plugins
 from turbexp.progress import console, step
+from turbexp.reporting import log_reports
 from turbexp.spec import Spread
 from turbexp.store import SimulationStore
 from turbexp.tuning import logged_params, predict, study_progress, tune
 from turbexp.uncertainty import Interval, SimulationBootstrap, with_interval
-from turbexp.yamlfile import resolved
 
 matplotlib.use("Agg")
 
@@ -80,72 +73,6 @@ class _Outcome:
     scores: dict[str, Interval]
     best_test: float | None
     trials: int
-
-
-def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
-    """Images, targets and the by-simulation split for an experiment.
-
-    The split is drawn over every simulation the task uses, so a simulation
-    that failed leaves a gap instead of moving the others between splits.
-    """
-    spec = plan.spec
-    members = plan.members()
-    try:
-        parts = split_simulations([stratum for *_, stratum in members], spec.data.split)
-    except ValueError as exc:
-        raise plan.doc.error(str(exc), ("data", "split")) from None
-    images, sims, index, target, split, strata = [], [], [], [], [], []
-    stored_metadata: dict[int, dict[str, Any]] = {}
-    missing = 0
-    pixel_pc = plan.campaign.spec.physics.box_pc / plan.campaign.spec.grid
-    for (position, sim, y, stratum), part in zip(members, parts, strict=True):
-        if not store.has(sim.key):
-            missing += 1
-            continue
-        stored = store.get(sim.key)
-        stored_metadata[position] = stored.metadata
-        block = np.concatenate([images_from_maps(view, spec.data.images) for view in
-                                views(stored.column_density, pixel_pc, spec.data.observation)])
-        images.append(block)
-        n = len(block)
-        sims.append(np.full(n, position))
-        index.append(np.full(n, sim.request.index))
-        target.append(np.full(n, y))
-        split.append(np.full(n, part, dtype=np.int8))
-        strata.append(np.full(n, stratum))
-    if missing:
-        console.print(f"[yellow]warning:[/] {missing} simulation(s) of campaign "
-                      f"{plan.campaign.spec.name!r} failed and are left out; "
-                      "the next `turbexp run` or `turbexp sims run` retries them")
-    if not images:
-        raise UserError(f"no simulation of campaign {plan.campaign.spec.name!r} is available",
-                        file=str(plan.path), field="data.campaign")
-    data = ImageSet(np.concatenate(images), np.concatenate(sims), np.concatenate(index),
-                    np.concatenate(target), np.concatenate(split), stored_metadata,
-                    np.concatenate(strata))
-    for name in ("train", "test", "holdout"):
-        if not data.part(name).any():
-            raise UserError(f"no simulation of the {name} split is available; see the failed "
-                            "simulations above", file=str(plan.path), field="data.split")
-    return data
-
-
-def unavailable(plan: ExperimentPlan, store: SimulationStore) -> str | None:
-    """Why ``plan`` cannot run here, or None: a report's test campaign (RAMSES runs, say)
-    has simulations missing from the cache that its simulator cannot make on this machine."""
-    for report in plan.reports:
-        for path in report.plugin.create().test_campaigns(report.params):
-            campaign = plan_campaign(resolved(plan.path.parent / path), scale=plan.scale)
-            missing = sum(not store.verify(s.key) for s in campaign.simulations)
-            if not missing:
-                continue
-            try:
-                campaign.simulator.create().check(campaign.simulator_params, campaign.spec.grid)
-            except ValueError as exc:
-                return (f"report {report.plugin.name!r} needs {campaign.path.name} "
-                        f"({missing} of {len(campaign.simulations)} simulations not in the "
-                        f"cache): {exc}")
-    return None
 
 
 def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int | None = None,
@@ -303,7 +230,7 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
             np.asarray(y_pred), np.asarray(y_score, dtype=np.float64)),))
         boot = spec.evaluate.bootstrap
         scores = result.intervals(boot.resamples, boot.seed)
-        mlflow.log_metrics(_finite(with_interval(scores, "holdout_")))
+        mlflow.log_metrics(tracking.finite(with_interval(scores, "holdout_")))
         mlflow.log_dict(result.to_dict(), PREDICTIONS)
         halfwidth = _map_interval(plan, pipeline, data, result) \
             if spec.task.kind == "regress" else None
@@ -314,16 +241,16 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
             y_pred=y_pred, score=result.parts[0].score, features=np.asarray(x_hold),
             index=data.index[holdout], seed=spec.tune.seed, images=data.images[holdout],
             model=pipeline, metadata=data.metadata_of(holdout),
-            probe=Probe(plan, store, pipeline, _splits(plan, data)),
+            probe=Probe(plan, store, pipeline, splits(plan, data)),
             simulation=data.simulation[holdout],
             bootstrap=result.bootstrap(boot.resamples, boot.seed), map_interval=halfwidth,
             map_calibration=calibrated)
         if spec.model is None:  # before the reports: a report that fails leaves it logged
             with step(f"{spec.name}: logging the model", enabled=show_progress):
-                _log_model(plan, pipeline, data.images[data.part("holdout")][:4])
+                log_model(plan, pipeline, data.images[data.part("holdout")][:4])
             mlflow.set_tag(tracking.MODEL_RUN, run.info.run_id)
         interrupt.check()
-        _log_reports(plan, context, store, jobs, show_progress)
+        log_reports(plan, context, store, jobs, show_progress)
         return _Outcome(run.info.run_id, result, scores, best_test, trials)
 
 
@@ -357,7 +284,7 @@ def _map_interval(plan: ExperimentPlan, pipeline: Pipeline, data: ImageSet,
     boot = plan.spec.evaluate.bootstrap
     coverage = SimulationBootstrap(owners, resamples=boot.resamples,
                                    seed=boot.seed).intervals(lambda i: {"c": hits[i].mean()})
-    mlflow.log_metrics(_finite({f"map_interval_{level}_halfwidth": halfwidth,
+    mlflow.log_metrics(tracking.finite({f"map_interval_{level}_halfwidth": halfwidth,
                                 **with_interval({f"holdout_map_coverage_{level}":
                                                  coverage["c"]})}))
     return halfwidth
@@ -379,7 +306,7 @@ def _map_calibration(plan: ExperimentPlan, pipeline: Pipeline, data: ImageSet,
     boot = plan.spec.evaluate.bootstrap
     values = SimulationBootstrap(owners, held_y, resamples=boot.resamples,
                                  seed=boot.seed).intervals(calibration.scores(held, held_y))
-    mlflow.log_metrics(_finite(with_interval(values, "holdout_map_calibrated_")))
+    mlflow.log_metrics(tracking.finite(with_interval(values, "holdout_map_calibrated_")))
     return calibration
 
 
@@ -473,7 +400,7 @@ def _run_repeats(plan: ExperimentPlan, store: SimulationStore, experiment_id: st
                   "trials_completed": float(sum(o.trials for o in outcomes))}
         if best:
             values[f"best_test_{metric}"] = float(np.mean(best))
-        mlflow.log_metrics(_finite(values))
+        mlflow.log_metrics(tracking.finite(values))
         mlflow.log_dict(combined.to_dict(), PREDICTIONS)
         first = outcomes[0].run_id
         mlflow.set_tag(tracking.MODEL_RUN, first)
@@ -485,108 +412,3 @@ def _run_repeats(plan: ExperimentPlan, store: SimulationStore, experiment_id: st
                           float(np.mean(best)) if best else None,
                           sum(o.trials for o in outcomes), combined.n_simulations,
                           combined.n_images, spec.repeats, spreads[f"holdout_{metric}_sd"])
-
-
-def _finite(values: dict[str, float]) -> dict[str, float]:
-    """MLflow stores NaN, but the UI sorts it badly: metrics without a value are left out."""
-    return {k: float(v) for k, v in values.items() if np.isfinite(v)}
-
-
-def _splits(plan: ExperimentPlan, data: ImageSet) -> dict[str, list[PlannedSimulation]]:
-    """The simulations of each split, as the image set assigns them."""
-    sims = plan.campaign.simulations
-    return {name: [sims[int(p)] for p in np.unique(data.simulation[data.part(name)])]
-            for name in ("train", "test", "holdout")}
-
-
-def _make_campaigns(plan: ExperimentPlan, report: ReportPlan, store: SimulationStore,
-                    jobs: int | None, show_progress: bool) -> None:
-    """Make the simulations of the campaigns ``report`` declares it makes
-    (:meth:`Report.campaigns`), so that rendering only reads the cache."""
-    for path, made in report.plugin.create().campaigns(report.params).items():
-        if made:
-            campaign = plan_campaign(resolved(plan.path.parent / path), scale=plan.scale)
-            run_campaign(campaign, store, jobs=jobs, show_progress=show_progress)
-
-
-REPORT_FAILED = f"{tracking.TAG}.report_failed"
-"""Tag prefix of a report that failed: ``turbexp.report_failed.NAME`` = the error."""
-
-
-def _log_reports(plan: ExperimentPlan, context: ReportContext, store: SimulationStore,
-                 jobs: int | None, show_progress: bool) -> None:
-    """Make each report's campaigns, then render and log it, each report on its own: one
-    that fails leaves the others (and the model) logged, and the run records its traceback
-    (``reports/NAME.error.txt``) and a tag; with ``TURBEXP_STRICT_PLUGINS`` set the run then
-    fails."""
-    import matplotlib.pyplot as plt
-
-    failed = []
-    for report in plan.reports:
-        name = report.plugin.name
-        try:
-            _make_campaigns(plan, report, store, jobs, show_progress)
-            with step(f"{plan.spec.name}: report {name}", enabled=show_progress):
-                output = report.plugin.create().render(context, report.params)
-            for file, figure in output.figures.items():
-                mlflow.log_figure(figure, f"reports/{file}")
-                plt.close(figure)
-            if output.metrics:
-                mlflow.log_metrics(_finite(output.metrics))
-        except Exception as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            mlflow.log_text(traceback.format_exc(), f"reports/{name}.error.txt")
-            mlflow.set_tag(f"{REPORT_FAILED}.{name}", message[:500])
-            console.print(f"[yellow]warning:[/] {plan.spec.name}: report {name!r} failed "
-                          f"({escape(message[:300])}); the model and the other reports are "
-                          "logged", soft_wrap=True)
-            failed.append(f"{name} ({message[:300]})")
-        finally:
-            plt.close("all")
-    if failed and strict_plugins():
-        raise UserError(f"reports failed: {'; '.join(failed)} (TURBEXP_STRICT_PLUGINS is set)",
-                        file=str(plan.path), field="evaluate.reports")
-
-
-def _plugin_types(model: Any) -> list[str]:
-    """Qualified names of the non-scikit-learn classes in a model, for skops to trust."""
-    found: set[str] = set()
-    objects = [model, *model.get_params(deep=True).values()] if hasattr(model, "get_params") \
-        else [model]
-    for obj in objects:
-        cls = type(obj)
-        if hasattr(obj, "get_params") and not cls.__module__.startswith("sklearn."):
-            found.add(f"{cls.__module__}.{cls.__qualname__}")
-    return sorted(found)
-
-
-def _log_model(plan: ExperimentPlan, pipeline: Pipeline, example: np.ndarray) -> None:
-    import sklearn
-
-    assert plan.features is not None and plan.estimator is not None
-    plugins = (plan.features.plugin, plan.estimator.plugin)
-    packages = {p.package: p.version for p in plugins if p.package != "?"}
-    extra = sorted({r for p in plugins for r in p.create().requirements()})
-    requirements = [f"scikit-learn=={sklearn.__version__}",
-                    *(f"{name}=={version}" for name, version in sorted(packages.items())),
-                    *extra]
-    signature = infer_signature(example, pipeline.predict(example))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            signature=signature,
-            input_example=example,
-            pip_requirements=requirements,
-            serialization_format="skops",
-            skops_trusted_types=_plugin_types(pipeline),
-        )
-    mlflow.set_tag(f"{tracking.TAG}.classes", json.dumps(list(plan.spec.task.classes or {})))
-    images = plan.spec.data.images
-    side = image_side_pc(plan.campaign.spec.physics.box_pc, images)
-    # the physical scale the model was trained at, for maps of other resolutions
-    mlflow.set_tags({f"{tracking.TAG}.image_pc": f"{side:.8g}",
-                     f"{tracking.TAG}.pixel_pc": f"{side / images.size:.8g}",
-                     f"{tracking.TAG}.beam_fwhm_pc":
-                         f"{plan.spec.data.observation.beam_fwhm_pc:.8g}"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import socket
 import subprocess
@@ -73,6 +74,12 @@ def existing_store() -> None:
                         "store; run an experiment first, or point MLFLOW_TRACKING_URI at the "
                         "store that holds the runs", field="MLFLOW_TRACKING_URI")
 
+
+
+def finite(values: dict[str, float]) -> dict[str, float]:
+    """Metrics with a finite value only: MLflow stores NaN, but its UI sorts it badly, so a
+    metric without a value is left out."""
+    return {k: float(v) for k, v in values.items() if math.isfinite(float(v))}
 
 @contextmanager
 def _store_creation_lock(uri: str) -> Iterator[None]:
