@@ -12,7 +12,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
-from turbexp.tuning import TrialSeededSampler, ask, configuration, counts, grid, place
+from turbexp.tuning import TrialSeededSampler, ask, configuration, counts, grid, next_trial
 
 # 12 configurations: TPE's random start-up alone repeats some within 12 trials
 SPACE = {"c": CategoricalDistribution(["a", "b", "c"]), "g": IntDistribution(1, 4)}
@@ -26,17 +26,10 @@ def _study(journal: Path, seed: int = 0) -> optuna.Study:
 
 
 def work(journal: Path, wanted: int, stop_after: int | None = None) -> None:
-    """A worker as ``turbexp run`` is one: ask, check the budget, evaluate, tell."""
+    """A worker as ``turbexp run`` is one: the next trial of the budget, evaluated, told."""
     study = _study(journal)
     done = 0
-    while sum(counts(t) for t in study.get_trials(deepcopy=False)) < wanted:
-        trial = ask(study, SPACE)
-        if trial is None:
-            continue
-        if place(study, trial.number) >= wanted:
-            trial.set_user_attr("surplus", True)
-            study.tell(trial, state=TrialState.FAIL)
-            break
+    while (trial := next_trial(study, SPACE, wanted)) is not None:
         study.tell(trial, ord(trial.params["c"]) + 0.1 * trial.params["g"])
         done += 1
         if stop_after is not None and done >= stop_after:

@@ -151,6 +151,24 @@ def ask(study: optuna.Study, space: dict[str, BaseDistribution]) -> optuna.Trial
     return None
 
 
+def next_trial(study: optuna.Study, space: dict[str, BaseDistribution],
+               wanted: int) -> optuna.Trial | None:
+    """The next trial of a budget of ``wanted`` shared with any concurrent worker, its
+    configuration drawn (:func:`ask`); None once the budget is met. Of two workers asking
+    for the last place at the same moment the lower trial number wins; the other trial is
+    marked ``surplus``, failed, and not counted."""
+    while sum(counts(t) for t in study.get_trials(deepcopy=False)) < wanted:
+        trial = ask(study, space)
+        if trial is None:
+            continue
+        if place(study, trial.number) >= wanted:
+            trial.set_user_attr("surplus", True)
+            study.tell(trial, state=TrialState.FAIL)
+            return None
+        return trial
+    return None
+
+
 def fail_orphaned_trials(study: optuna.Study, storage: BaseStorage) -> None:
     """Trials left RUNNING by a killed process are marked FAIL and ``interrupted``; they do
     not count towards the trials asked for, so a rerun makes up for them.
@@ -305,15 +323,10 @@ def tune(plan: ExperimentPlan, data: ImageSet, show_progress: bool) -> Tuned:
     failures = 0
     with progress_bar(f"{spec.name}: trials", total=wanted, completed=min(found, wanted),
                       enabled=show_progress) as bar:
-        while sum(counts(t) for t in study.get_trials(deepcopy=False)) < wanted:
+        while True:
             interrupt.check()
-            trial = ask(study, space)
+            trial = next_trial(study, space, wanted)
             if trial is None:
-                continue
-            # another worker may have asked at the same moment: the lower numbers win
-            if place(study, trial.number) >= wanted:
-                trial.set_user_attr("surplus", True)
-                study.tell(trial, state=TrialState.FAIL)
                 break
             try:
                 value = objective(trial)
