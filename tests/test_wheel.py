@@ -1,6 +1,7 @@
-"""The built wheel, installed without ``-e``, works: its plugins load and find their data.
+"""The built wheels, installed without ``-e``, work: their plugins load and find their data.
 
-The wheel goes into a fresh virtual environment with ``--no-deps``; the dependencies are
+The wheels of turbexp and of the plugin distributions under plugins/ go into a fresh virtual
+environment with ``--no-deps``; the dependencies are
 borrowed from this environment's site-packages through a ``.pth`` path line, which puts
 them on ``sys.path`` without running this environment's editable-install hooks, so that
 ``turbexp`` is imported from the wheel and not from the repository.
@@ -20,10 +21,11 @@ from conftest import ROOT
 PROBE = """
 import json, pathlib, turbexp
 from turbexp.plugins import load_registry
-from turbexp_plugins.ramses import namelist
+from turbexp_ramses import namelist
 found = load_registry()
 print(json.dumps({
     "turbexp": turbexp.__file__,
+    "ramses": namelist.__file__,
     "plugins": sorted(f"{i.kind}:{i.name}" for i in found.all()),
     "failures": [f.error for f in found.failures if not f.missing_extra],
     "template": namelist.TEMPLATE.is_file(),
@@ -33,19 +35,21 @@ print(json.dumps({
 
 
 @pytest.mark.slow
-def test_the_wheel_installed_without_editable_mode_works(tmp_path: Path) -> None:
+def test_the_wheels_installed_without_editable_mode_work(tmp_path: Path) -> None:
     import json
 
+    sources = [ROOT, *sorted(p.parent for p in (ROOT / "plugins").glob("*/pyproject.toml"))]
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                            "--no-build-isolation", "-w", str(tmp_path / "dist"), str(ROOT)],
-                           capture_output=True, text=True, timeout=600)
+                            "--no-build-isolation", "-w", str(tmp_path / "dist"),
+                            *map(str, sources)], capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr
-    [wheel] = (tmp_path / "dist").glob("turbexp-*.whl")
+    wheels = sorted((tmp_path / "dist").glob("*.whl"))
+    assert len(wheels) == len(sources), wheels
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     installed = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index",
-                                str(wheel)], capture_output=True, text=True, timeout=600)
+                                *map(str, wheels)], capture_output=True, text=True, timeout=600)
     assert installed.returncode == 0, installed.stderr
     [own] = (env_dir / "lib").glob("python3.*/site-packages")
     (own / "borrowed.pth").write_text("\n".join(site.getsitepackages()) + "\n")
@@ -54,11 +58,12 @@ def test_the_wheel_installed_without_editable_mode_works(tmp_path: Path) -> None
     assert probe.returncode == 0, probe.stderr
     result = json.loads(probe.stdout.splitlines()[-1])
     assert result["turbexp"].startswith(str(own)), result["turbexp"]
+    assert result["ramses"].startswith(str(own)), result["ramses"]
     assert result["failures"] == []
     assert {"features:hog", "estimator:svm", "simulator:builtin", "simulator:ramses",
             "report:roc"} <= set(result["plugins"])
     assert result["template"] and result["patch"]
-    # the command-line entry point of the wheel runs a whole quickstart validation
+    # the command-line entry point of the core wheel runs a whole quickstart validation
     (tmp_path / "experiments").mkdir()
     (tmp_path / "sims").mkdir()
     for name in ("experiments/quickstart.yaml", "sims/quickstart.yaml"):

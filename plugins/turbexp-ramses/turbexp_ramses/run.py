@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from turbexp.api import Physics, atomic_write
-from turbexp_plugins.ramses import initial_field, namelist
-from turbexp_plugins.ramses.output import is_complete, outputs, read_info
+from turbexp_ramses import initial_field, namelist
+from turbexp_ramses.output import is_complete, outputs, read_info
 
 EXECUTABLE_VARIABLE = "TURBEXP_RAMSES_EXECUTABLE"
 LOG = "run.log"

@@ -28,8 +28,8 @@ from turbexp.api import (
     hookimpl,
     velocity_field,
 )
-from turbexp_plugins.ramses import namelist, run
-from turbexp_plugins.ramses.output import column_density_maps, read_info, refinement
+from turbexp_ramses import namelist, run
+from turbexp_ramses.output import column_density_maps, read_info, refinement
 
 RUN_ONLY = frozenset({"executable", "mpi_ranks", "launcher", "ngridmax", "checkpoints",
                       "run_root", "keep", "template"})
@@ -90,7 +90,7 @@ class RamsesSimulator(Simulator):
         try:
             import yt  # noqa: F401
         except ImportError:
-            raise ValueError("reading RAMSES output needs yt: pip install 'turbexp[ramses]'") \
+            raise ValueError("reading RAMSES output needs yt: pip install turbexp-ramses") \
                 from None
         if p.levelmin is None:
             _log2(grid)

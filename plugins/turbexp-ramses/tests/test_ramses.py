@@ -1,5 +1,5 @@
 """The ramses simulator: namelist, initial field, yt ingestion of real RAMSES output,
-and the local executor run for real with a stand-in program (tests/ramses/standin.py)."""
+and the local executor run for real with a stand-in program (tests/standin.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RAMSES_FIXTURES, turbexp_cli, write
+from ramses_support import RAMSES_FIXTURES, turbexp_cli, write
+from turbexp_ramses import RamsesSimulator, initial_field, namelist
+from turbexp_ramses.output import (
+    column_density_maps,
+    is_complete,
+    outputs,
+    read_info,
+    refinement,
+)
 
 from turbexp.campaign import CampaignOutcome, plan_campaign, run_campaign
 from turbexp.errors import UserError
@@ -20,21 +28,13 @@ from turbexp.projection import column_density
 from turbexp.spec import KOLMOGOROV
 from turbexp.store import SimulationStore
 from turbexp.turbulence import velocity_field
-from turbexp_plugins.ramses import RamsesSimulator, initial_field, namelist
-from turbexp_plugins.ramses.output import (
-    column_density_maps,
-    is_complete,
-    outputs,
-    read_info,
-    refinement,
-)
 
 pytest.importorskip("yt")
 FIXTURES = Path(os.environ.get("TURBEXP_RAMSES_FIXTURES", RAMSES_FIXTURES))
 needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(),
                                     reason=f"RAMSES fixtures not found at {FIXTURES}")
 FIXTURE_OUTPUTS = sorted(FIXTURES.glob("*/output_*")) if FIXTURES.is_dir() else []
-STANDIN = Path(__file__).parent / "ramses" / "standin.py"
+STANDIN = Path(__file__).parent / "standin.py"
 REFERENCE = Physics(box_pc=10.0, density_g_cm3=6.77e-22, temperature_K=10.0, mach=1.41,
                     time_myr=0.5, mean_molecular_weight=2.37)
 
@@ -63,13 +63,13 @@ def test_namelist_matches_the_units_of_real_runs(tmp_path: Path) -> None:
     assert ours["noutput"] == 2 and ours["nrestart"] == 0
 
 
-def test_namelist_code_units_follow_the_physics(workdir: Path) -> None:
+def test_namelist_code_units_follow_the_physics(turbexp_folder: Path) -> None:
     physics = Physics(box_pc=4.0, density_g_cm3=1e-21, temperature_K=40.0, mach=2.0,
                       time_myr=2.0, mean_molecular_weight=2.37)
     values = namelist.NamelistValues(levelmin=4, levelmax=7, ngridmax=5000, riemann="llf",
                                      slope_type=2, courant_factor=0.5, err_grad_d=0.1,
                                      checkpoints=3, nrestart=2)
-    path = workdir / "n.nml"
+    path = turbexp_folder / "n.nml"
     path.write_text(namelist.render(physics, values))
     nml = namelist.read_namelist(path)
     # c_s ∝ sqrt(T): 4 × the temperature of the reference set-up is twice its sound speed
@@ -83,9 +83,9 @@ def test_namelist_code_units_follow_the_physics(workdir: Path) -> None:
     assert "$" not in path.read_text()
 
 
-def test_initial_field_round_trips_in_fortran_order(workdir: Path) -> None:
+def test_initial_field_round_trips_in_fortran_order(turbexp_folder: Path) -> None:
     v = velocity_field(8, KOLMOGOROV, 1.41, seed=5) * namelist.sound_speed_code(REFERENCE)
-    path = workdir / initial_field.FILE_NAME
+    path = turbexp_folder / initial_field.FILE_NAME
     initial_field.write_velocity(path, v)
     assert np.array_equal(initial_field.read_velocity(path), v)
     raw = path.read_bytes()
@@ -143,7 +143,7 @@ def test_projection_orientation_matches_the_builtin_solver(tmp_path: Path) -> No
     ds = yt.load_uniform_grid({"density": (rho, "g/cm**3")}, rho.shape,
                               length_unit=(1, "cm"), bbox=np.array([[0, 1]] * 3),
                               periodicity=(True, True, True))
-    from turbexp_plugins.ramses import output
+    from turbexp_ramses import output
 
     original = output.load
     output.load = lambda _: ds
@@ -198,26 +198,26 @@ groups:
 
 
 @pytest.fixture
-def amr_campaign(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def amr_campaign(turbexp_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     if not FIXTURES.is_dir():
         pytest.skip(f"RAMSES fixtures not found at {FIXTURES}")
     monkeypatch.setenv("TURBEXP_STANDIN_FIXTURE",
                        str(FIXTURES / "kolmogorov_s1" / "output_00002"))
-    exe = standin_executable(workdir)
-    return write(workdir / "sims" / "amr.yaml", CAMPAIGN.format(exe=f"../{exe.name}"))
+    exe = standin_executable(turbexp_folder)
+    return write(turbexp_folder / "sims" / "amr.yaml", CAMPAIGN.format(exe=f"../{exe.name}"))
 
 
-def _calls(workdir: Path) -> list[list[int]]:
-    runs = sorted((workdir / ".turbexp" / "ramses").iterdir())
+def _calls(turbexp_folder: Path) -> list[list[int]]:
+    runs = sorted((turbexp_folder / ".turbexp" / "ramses").iterdir())
     return [[int(x) for x in (r / "standin_calls.txt").read_text().split()] for r in runs]
 
 
-def test_local_executor_runs_and_ingests(amr_campaign: Path, workdir: Path) -> None:
-    result = turbexp_cli("sims", "run", str(amr_campaign), "--no-progress", cwd=workdir)
+def test_local_executor_runs_and_ingests(amr_campaign: Path, turbexp_folder: Path) -> None:
+    result = turbexp_cli("sims", "run", str(amr_campaign), "--no-progress", cwd=turbexp_folder)
     assert result.returncode == 0, result.stderr
     assert "2 made" in result.stdout
     plan = plan_campaign(amr_campaign)
-    store = SimulationStore(workdir / ".turbexp" / "cache")
+    store = SimulationStore(turbexp_folder / ".turbexp" / "cache")
     expected = column_density_maps(FIXTURES / "kolmogorov_s1" / "output_00002", 32)
     for sim in plan.simulations:
         stored = store.get(sim.key)
@@ -232,44 +232,44 @@ def test_local_executor_runs_and_ingests(amr_campaign: Path, workdir: Path) -> N
         np.testing.assert_array_equal(ic, velocity_field(32, sim.request.index, 1.41,
                                                          sim.request.seed)
                                       * namelist.sound_speed_code(sim.request.physics))
-    assert _calls(workdir) == [[0], [0]]
-    again = turbexp_cli("sims", "run", str(amr_campaign), "--no-progress", cwd=workdir)
+    assert _calls(turbexp_folder) == [[0], [0]]
+    again = turbexp_cli("sims", "run", str(amr_campaign), "--no-progress", cwd=turbexp_folder)
     assert again.returncode == 0 and "2 already in" in again.stdout
-    assert _calls(workdir) == [[0], [0]]
+    assert _calls(turbexp_folder) == [[0], [0]]
 
 
 def test_failure_is_recorded_with_the_log_and_a_rerun_retries_it(
-        amr_campaign: Path, workdir: Path) -> None:
-    failed = turbexp_cli("sims", "run", str(amr_campaign), "--no-progress", cwd=workdir,
+        amr_campaign: Path, turbexp_folder: Path) -> None:
+    failed = turbexp_cli("sims", "run", str(amr_campaign), "--no-progress", cwd=turbexp_folder,
                          env={"TURBEXP_STANDIN_MODE": "fail"})
     assert failed.returncode == 1
     assert "2 failed" in failed.stdout
     assert "exited with code 3" in failed.stderr and "solver blew up" in failed.stderr
-    store = SimulationStore(workdir / ".turbexp" / "cache")
+    store = SimulationStore(turbexp_folder / ".turbexp" / "cache")
     plan = plan_campaign(amr_campaign)
     assert all(not store.has(s.key) and "blew up" in store.failure(s.key)
                for s in plan.simulations)
-    retried = turbexp_cli("sims", "run", str(amr_campaign), "--no-progress", cwd=workdir)
+    retried = turbexp_cli("sims", "run", str(amr_campaign), "--no-progress", cwd=turbexp_folder)
     assert retried.returncode == 0 and "2 made" in retried.stdout
 
 
 @pytest.mark.parametrize(("mode", "message"), [("partial", "missing or incomplete"),
                                                ("silent", "stopped without 'Run completed'")])
-def test_partial_output_is_never_ingested(amr_campaign: Path, workdir: Path, mode: str,
+def test_partial_output_is_never_ingested(amr_campaign: Path, turbexp_folder: Path, mode: str,
                                           message: str) -> None:
-    result = turbexp_cli("sims", "run", str(amr_campaign), "--no-progress", cwd=workdir,
+    result = turbexp_cli("sims", "run", str(amr_campaign), "--no-progress", cwd=turbexp_folder,
                          env={"TURBEXP_STANDIN_MODE": mode})
     assert result.returncode == 1
     assert message in result.stderr
-    store = SimulationStore(workdir / ".turbexp" / "cache")
+    store = SimulationStore(turbexp_folder / ".turbexp" / "cache")
     assert not any(store.has(s.key) for s in plan_campaign(amr_campaign).simulations)
 
 
 def test_a_stopped_run_restarts_from_its_last_whole_output(
-        amr_campaign: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        amr_campaign: Path, turbexp_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The fixture outputs were written by 2 ranks; RAMSES restarts only on as many."""
     base = amr_campaign.read_text().replace("checkpoints: 1", "checkpoints: 3")
-    store = SimulationStore(workdir / ".turbexp" / "cache")
+    store = SimulationStore(turbexp_folder / ".turbexp" / "cache")
 
     def attempt(ranks: int, mode: str) -> CampaignOutcome:
         launcher = ", launcher: 'env TURBEXP_RANKS={ranks}'"
@@ -281,26 +281,27 @@ def test_a_stopped_run_restarts_from_its_last_whole_output(
     assert len(attempt(2, "crash:3").failed) == 2  # outputs 1 (t = 0) to 3 of 5, then dies
     assert len(attempt(1, "crash:3").failed) == 2  # 1 rank: cannot restart, starts afresh
     assert attempt(2, "ok").done == 2  # restarts from output 3
-    assert _calls(workdir) == [[0, 0, 3], [0, 0, 3]]
+    assert _calls(turbexp_folder) == [[0, 0, 3], [0, 0, 3]]
 
 
 def test_without_an_executable_the_campaign_stops_before_any_run(
-        workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        turbexp_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TURBEXP_RAMSES_EXECUTABLE", raising=False)
-    path = write(workdir / "sims" / "r.yaml", """
+    path = write(turbexp_folder / "sims" / "r.yaml", """
         name: r
         grid: 24
         simulator: {plugin: ramses, levelmin: 4}
         groups: [{index: 4.0, count: 1}]
         """)
-    result = turbexp_cli("sims", "run", str(path), cwd=workdir)
+    result = turbexp_cli("sims", "run", str(path), cwd=turbexp_folder)
     assert result.returncode == 2
     assert "TURBEXP_RAMSES_EXECUTABLE" in result.stderr and "r.yaml" in result.stderr
-    assert not (workdir / ".turbexp" / "ramses").exists()
-    (workdir / "ramses3d").write_text("not executable")
-    monkeypatch.setenv("TURBEXP_RAMSES_EXECUTABLE", str(workdir / "ramses3d"))
+    assert not (turbexp_folder / ".turbexp" / "ramses").exists()
+    (turbexp_folder / "ramses3d").write_text("not executable")
+    monkeypatch.setenv("TURBEXP_RAMSES_EXECUTABLE", str(turbexp_folder / "ramses3d"))
     with pytest.raises(UserError, match="not an executable file"):
-        run_campaign(plan_campaign(path), SimulationStore(workdir / "c"), show_progress=False)
+        run_campaign(plan_campaign(path), SimulationStore(turbexp_folder / "c"),
+                     show_progress=False)
 
 
 def test_grid_must_be_a_power_of_two_unless_levelmin_is_set(amr_campaign: Path) -> None:
@@ -320,10 +321,10 @@ def test_how_a_run_is_carried_out_stays_out_of_the_cache_key(amr_campaign: Path)
 
 
 def test_relative_paths_are_relative_to_the_campaign_file(amr_campaign: Path,
-                                                          workdir: Path) -> None:
+                                                          turbexp_folder: Path) -> None:
     params = plan_campaign(amr_campaign).simulator_params
     assert isinstance(params, RamsesSimulator.Params)
-    assert params.executable == (workdir / "ramses3d").resolve()
+    assert params.executable == (turbexp_folder / "ramses3d").resolve()
 
 
 # --- end to end with the user's RAMSES ---------------------------------------------------
@@ -333,9 +334,9 @@ REAL_RAMSES = os.environ.get("TURBEXP_RAMSES_EXECUTABLE")
 
 @pytest.mark.skipif(not REAL_RAMSES, reason="no RAMSES executable configured "
                                             "(set TURBEXP_RAMSES_EXECUTABLE)")
-def test_real_ramses_campaign_end_to_end(workdir: Path) -> None:
+def test_real_ramses_campaign_end_to_end(turbexp_folder: Path) -> None:
     """Two 16³ runs (levelmin 4, levelmax 5) of the reference set-up with real RAMSES."""
-    campaign = write(workdir / "sims" / "real.yaml", """
+    campaign = write(turbexp_folder / "sims" / "real.yaml", """
         name: real-ramses
         grid: 16
         seed: 4
@@ -345,10 +346,10 @@ def test_real_ramses_campaign_end_to_end(workdir: Path) -> None:
           - {label: burgers, index: 4.0, count: 1}
         """)
     result = turbexp_cli("sims", "run", str(campaign), "--no-progress", "--jobs", "1",
-                         cwd=workdir, timeout=1800)
+                         cwd=turbexp_folder, timeout=1800)
     assert result.returncode == 0, result.stdout + result.stderr
     plan = plan_campaign(campaign)
-    store = SimulationStore(workdir / ".turbexp" / "cache")
+    store = SimulationStore(turbexp_folder / ".turbexp" / "cache")
     physics = plan.simulations[0].request.physics
     box_cm = physics.box_pc * 3.0856775814913673e18
     for sim in plan.simulations:
