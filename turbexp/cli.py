@@ -103,10 +103,13 @@ def run(files: tuple[str, ...], jobs: int | None, assignments: tuple[str, ...],
 
         render(estimate(plans), out)
         return
+    from turbexp.errors import gather
+    from turbexp.experiment import check_image_memory
     from turbexp.image_set import unavailable
     from turbexp.runner import run_experiment
     from turbexp.store import SimulationStore
 
+    gather(check_image_memory, plans)
     store = SimulationStore(cache_dir())
     summaries, skipped = [], {}
     for plan in plans:

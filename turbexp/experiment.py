@@ -140,7 +140,8 @@ def plan_experiment(path: str | Path, *, overrides: dict[str, Any] | None = None
     """Read and validate an experiment file, its campaign and its plugin parameters.
 
     ``scale`` applies the file's scale of that name (and its campaign's); ``overrides``
-    then sets dotted keys (``campaign.``-prefixed ones in the campaign file).
+    then sets dotted keys (``campaign.``-prefixed ones in the campaign file). Without a
+    scale, each of the file's scales is checked too.
     """
     overrides = dict(overrides or {})
     doc = load_yaml(path)
@@ -183,7 +184,6 @@ def plan_experiment(path: str | Path, *, overrides: dict[str, Any] | None = None
     plan = ExperimentPlan(doc.path, doc, spec, campaign, features, estimator, reports,
                           overrides=overrides, scale=scale)
     _check_task_against_campaign(plan)
-    _check_image_memory(plan)
     if scale is None:
         changes.check_scales(doc, lambda name: plan_experiment(path, overrides=overrides,
                                                                scale=name))
@@ -246,8 +246,10 @@ IMAGE_BYTES_PER_PIXEL = 8
 assembled."""
 
 
-def _check_image_memory(plan: ExperimentPlan) -> None:
-    """Refuse an image set larger than this machine's memory before anything is made."""
+def check_image_memory(plan: ExperimentPlan) -> None:
+    """Refuse an image set larger than this machine's memory, before anything is made: for
+    ``turbexp run`` here, not for validation or a dry run (a paper-scale study is planned
+    for a bigger machine)."""
     images, have = plan.spec.data.images, memory_here()
     count = len(plan.campaign.simulations) * images_per_simulation(images) \
         * plan.spec.data.observation.views
