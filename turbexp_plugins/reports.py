@@ -66,7 +66,6 @@ class Roc(Report):
         if positive.all() or not positive.any():
             ax.text(0.5, 0.5, "ROC undefined:\nonly one class present", ha="center", va="center")
         else:
-            fpr, tpr, _ = skm.roc_curve(positive, score)
             auc = f"{metrics.roc_auc(positive, score):.3f}"
             if context.bootstrap is not None:
                 low, high = context.bootstrap.band(
@@ -75,7 +74,10 @@ class Roc(Report):
                                 step=None, label="95 % band")
                 auc = context.bootstrap.intervals(
                     lambda i: {"auc": metrics.roc_auc(positive[i], score[i])})["auc"].text()
-            ax.plot(fpr, tpr, color="C0", linewidth=2, label=f"{positive_name} (AUC = {auc})")
+            curve = skm.RocCurveDisplay.from_predictions(
+                positive, score, ax=ax, name=positive_name,
+                curve_kwargs={"color": "C0", "linewidth": 2})
+            curve.line_.set_label(f"{positive_name} (AUC = {auc})")  # with its interval
         ax.set(
             xlim=(0, 1),
             ylim=(0, 1.01),
@@ -109,25 +111,17 @@ class ConfusionMatrix(Report):
         labels = list(range(n_classes))
         names = [_class_name(context, label) for label in labels]
         counts = skm.confusion_matrix(y_true, y_pred, labels=labels)
-        if p.normalize == "true":
+        shown = counts
+        if p.normalize == "true":  # a class absent from the holdout shows zeros, not NaN
             totals = counts.sum(axis=1, keepdims=True)
             shown = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
-            text = [[f"{v:.2f}" for v in row] for row in shown]
-        else:
-            shown = counts.astype(np.float64)
-            text = [[str(v) for v in row] for row in counts]
         size = 2.0 + 1.2 * n_classes
         fig = Figure(figsize=(size + 1.0, size), layout="constrained")
         ax = fig.add_subplot()
-        image = ax.imshow(shown, cmap="Blues", vmin=0)
-        fig.colorbar(image, ax=ax, label="fraction" if p.normalize == "true" else "images")
-        threshold = shown.max() / 2 if shown.size else 0
-        for i in range(n_classes):
-            for j in range(n_classes):
-                colour = "white" if shown[i, j] > threshold else "black"
-                ax.text(j, i, text[i][j], ha="center", va="center", color=colour)
-        ax.set_xticks(labels, names)
-        ax.set_yticks(labels, names)
+        display = skm.ConfusionMatrixDisplay(shown, display_labels=names).plot(
+            ax=ax, cmap="Blues", values_format=".2f" if p.normalize == "true" else "d",
+            im_kw={"vmin": 0})
+        display.im_.colorbar.set_label("fraction" if p.normalize == "true" else "images")
         ax.set(xlabel="Predicted class", ylabel="True class")
         ax.set_title(f"Confusion matrix\n{_sizes(context)}", fontsize=9)
         return ReportOutput(figures={"confusion_matrix.png": fig})
