@@ -58,10 +58,12 @@ class CampaignOutcome:
 
 
 def plan_campaign(path: str | Path, *, overrides: dict[str, Any] | None = None,
-                  scale: str | None = None, given_as: str = "--set campaign.") -> CampaignPlan:
+                  scale: str | None = None, given_as: str = "--set campaign.",
+                  every_scale: bool = False) -> CampaignPlan:
     """Read and validate a campaign file; nothing is simulated. ``scale`` applies the
     file's scale of that name, then ``overrides`` sets dotted keys (named in errors as
-    ``given_as`` + key)."""
+    ``given_as`` + key). With ``every_scale`` (and no ``scale``), the file is checked at
+    each of its scales too: for the files a user names, not for every internal reading."""
     doc = load_yaml(path)
     doc = changes.apply(doc, changes.scale_of(doc, scale), CampaignSpec,
                         source=f"{doc.path}: scales.{scale}.")
@@ -84,7 +86,7 @@ def plan_campaign(path: str | Path, *, overrides: dict[str, Any] | None = None,
             request = SimulationRequest(physics=physics, index=index, grid=spec.grid, seed=seed)
             key = content_hash(simulation_identity(simulator, params, request))
             simulations.append(PlannedSimulation(key, request, g, group.label))
-    if scale is None:
+    if every_scale and scale is None:
         changes.check_scales(doc, lambda name: plan_campaign(
             path, overrides=overrides, scale=name, given_as=given_as))
     return CampaignPlan(Path(path), spec, simulator, params, simulations)
@@ -235,4 +237,4 @@ def plan_campaigns(paths: list[str | Path], *, overrides: dict[str, Any] | None 
                    scale: str | None = None) -> list[CampaignPlan]:
     """Validate several campaign files, reporting every file's errors together."""
     return gather(lambda p: plan_campaign(p, overrides=overrides, scale=scale,
-                                          given_as="--set "), paths)
+                                          given_as="--set ", every_scale=True), paths)

@@ -22,12 +22,11 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from turbexp.campaign import CampaignPlan, PlannedSimulation, plan_campaign
+from turbexp.campaign import CampaignPlan, PlannedSimulation
 from turbexp.experiment import ExperimentPlan
 from turbexp.images import images_per_simulation, split_simulations
 from turbexp.paths import cache_dir
 from turbexp.plugin_types import Choice, Range
-from turbexp.yamlfile import resolved
 
 SOLVER_RATES = {
     "cpu": (14.0e6, "builtin solver on 2 CPU cores at 128³ (docs/benchmarks.md)"),
@@ -182,8 +181,7 @@ def _epochs(plan: ExperimentPlan) -> int:
 def _report_campaigns(plan: ExperimentPlan) -> list[CampaignPlan]:
     """The campaigns the reports make (:meth:`Report.campaigns`), planned at the
     experiment's scale; those only read from the cache cost nothing here."""
-    return [plan_campaign(resolved(plan.path.parent / path), scale=plan.scale)
-            for report in plan.reports
+    return [plan.other_campaign(path) for report in plan.reports
             for path, made in report.plugin.create().campaigns(report.params).items() if made]
 
 

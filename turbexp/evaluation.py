@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from turbexp.campaign import PlannedSimulation, plan_campaign
+from turbexp.campaign import PlannedSimulation
 from turbexp.holdout import Holdout, HoldoutPart
 from turbexp.images import images_from_maps, images_per_simulation, resize_to
 from turbexp.observation import simulated
 from turbexp.store import SimulationStore
 from turbexp.uncertainty import Interval
-from turbexp.yamlfile import resolved
 
 if TYPE_CHECKING:
     from turbexp.experiment import ExperimentPlan
@@ -107,8 +106,8 @@ class Probe:
         that are in the cache. The runner makes, before any report renders, those of the
         campaigns a report declares it makes (:meth:`Report.campaigns`); rendering only
         reads."""
-        plan = plan_campaign(resolved(self.plan.path.parent / path), scale=self.plan.scale)
-        return [self._load(s) for s in plan.simulations if self.store.has(s.key)]
+        return [self._load(s) for s in self.plan.other_campaign(path).simulations
+                if self.store.has(s.key)]
 
     def _load(self, sim: PlannedSimulation) -> Simulation:
         stored = self.store.get(sim.key)

@@ -94,6 +94,11 @@ class ExperimentPlan:
         return bool((self.features and self.features.space)
                     or (self.estimator and self.estimator.space))
 
+    def other_campaign(self, path: str | Path) -> CampaignPlan:
+        """A campaign file named relative to the experiment file (a report's), planned at
+        the experiment's scale."""
+        return plan_campaign(resolved(self.path.parent / path), scale=self.scale)
+
     def repeated(self, repeat: int) -> ExperimentPlan:
         """Repeat ``repeat`` (0 is the file as written): campaign, split and tuning seeds
         each raised by ``repeat``, so the repeats draw independent simulations and splits."""
@@ -136,12 +141,13 @@ class ExperimentPlan:
 
 
 def plan_experiment(path: str | Path, *, overrides: dict[str, Any] | None = None,
-                    scale: str | None = None) -> ExperimentPlan:
+                    scale: str | None = None, every_scale: bool = False) -> ExperimentPlan:
     """Read and validate an experiment file, its campaign and its plugin parameters.
 
     ``scale`` applies the file's scale of that name (and its campaign's); ``overrides``
-    then sets dotted keys (``campaign.``-prefixed ones in the campaign file). Without a
-    scale, each of the file's scales is checked too.
+    then sets dotted keys (``campaign.``-prefixed ones in the campaign file). With
+    ``every_scale`` (and no ``scale``), the file and its campaign are checked at each of
+    their scales too: for the files a user names, not for repeats and other re-readings.
     """
     overrides = dict(overrides or {})
     doc = load_yaml(path)
@@ -155,7 +161,8 @@ def plan_experiment(path: str | Path, *, overrides: dict[str, Any] | None = None
         what = "is a folder, not a campaign file" if campaign_path.is_dir() else "not found"
         raise doc.error(f"campaign file {campaign_path} {what} (paths are relative to the "
                         "experiment file)", ("data", "campaign"))
-    campaign = plan_campaign(campaign_path, overrides=campaign_overrides, scale=scale)
+    campaign = plan_campaign(campaign_path, overrides=campaign_overrides, scale=scale,
+                             every_scale=every_scale)
     task = spec.task.kind
     if spec.tune.metric is not None and spec.tune.metric not in METRICS[task]:
         raise doc.error(f"{spec.tune.metric!r} is not a {task} metric; expected one of: "
@@ -184,7 +191,7 @@ def plan_experiment(path: str | Path, *, overrides: dict[str, Any] | None = None
     plan = ExperimentPlan(doc.path, doc, spec, campaign, features, estimator, reports,
                           overrides=overrides, scale=scale)
     _check_task_against_campaign(plan)
-    if scale is None:
+    if every_scale and scale is None:
         changes.check_scales(doc, lambda name: plan_experiment(path, overrides=overrides,
                                                                scale=name))
     return plan
@@ -282,7 +289,8 @@ def plan_experiments(paths: list[str | Path], *, overrides: dict[str, Any] | Non
                      scale: str | None = None) -> list[ExperimentPlan]:
     """Validate every file, collecting all errors before reporting them; an experiment that
     scores another's model comes after it, and is checked against it when both are here."""
-    plans = gather(lambda p: plan_experiment(p, overrides=overrides, scale=scale), paths)
+    plans = gather(lambda p: plan_experiment(p, overrides=overrides, scale=scale,
+                                             every_scale=True), paths)
     names = [p.spec.name for p in plans]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

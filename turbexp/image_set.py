@@ -7,14 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from turbexp.campaign import PlannedSimulation, plan_campaign
+from turbexp.campaign import PlannedSimulation
 from turbexp.errors import UserError
 from turbexp.experiment import ExperimentPlan
 from turbexp.images import ImageSet, images_from_maps, split_simulations
 from turbexp.observation import views
 from turbexp.progress import console
 from turbexp.store import SimulationStore
-from turbexp.yamlfile import resolved
 
 
 def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
@@ -66,11 +65,13 @@ def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
 
 
 def unavailable(plan: ExperimentPlan, store: SimulationStore) -> str | None:
-    """Why ``plan`` cannot run here, or None: a report's test campaign (RAMSES runs, say)
+    """Why ``plan`` cannot run here, or None: a campaign a report makes (RAMSES runs, say)
     has simulations missing from the cache that its simulator cannot make on this machine."""
     for report in plan.reports:
-        for path in report.plugin.create().test_campaigns(report.params):
-            campaign = plan_campaign(resolved(plan.path.parent / path), scale=plan.scale)
+        for path, made in report.plugin.create().campaigns(report.params).items():
+            if not made:
+                continue
+            campaign = plan.other_campaign(path)
             missing = sum(not store.verify(s.key) for s in campaign.simulations)
             if not missing:
                 continue

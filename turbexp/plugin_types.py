@@ -220,15 +220,11 @@ class Report(Plugin):
     def campaigns(self, params: PluginParams) -> dict[str, bool]:
         """Every other campaign file the report reads (relative to the experiment file),
         each with whether the report makes its missing simulations (True) or only reads
-        those already in the cache (False). Each is validated with the experiment, and
-        ``--dry-run`` counts the simulations of those it makes."""
+        those already in the cache (False). Each is validated with the experiment,
+        ``--dry-run`` counts the simulations of those it makes, and the runner makes them
+        before the report renders; an experiment with one whose missing simulations its
+        simulator cannot make here is skipped (:func:`turbexp.image_set.unavailable`)."""
         return {}
-
-    def test_campaigns(self, params: PluginParams) -> list[str]:
-        """Campaign files (relative to the experiment file) the report must score on; an
-        experiment whose test campaigns can be neither found in the cache nor simulated
-        here is skipped (:func:`turbexp.image_set.unavailable`)."""
-        return []
 
 
 KINDS: dict[str, type[Plugin]] = {

@@ -8,14 +8,13 @@ import mlflow
 from rich.markup import escape
 
 from turbexp import tracking
-from turbexp.campaign import plan_campaign, run_campaign
+from turbexp.campaign import run_campaign
 from turbexp.errors import UserError
 from turbexp.experiment import ExperimentPlan, ReportPlan
 from turbexp.plugin_types import ReportContext
 from turbexp.plugins import strict_plugins
 from turbexp.progress import console, step
 from turbexp.store import SimulationStore
-from turbexp.yamlfile import resolved
 
 REPORT_FAILED = f"{tracking.TAG}.report_failed"
 """Tag prefix of a report that failed: ``turbexp.report_failed.NAME`` = the error."""
@@ -27,8 +26,8 @@ def _make_campaigns(plan: ExperimentPlan, report: ReportPlan, store: SimulationS
     (:meth:`Report.campaigns`), so that rendering only reads the cache."""
     for path, made in report.plugin.create().campaigns(report.params).items():
         if made:
-            campaign = plan_campaign(resolved(plan.path.parent / path), scale=plan.scale)
-            run_campaign(campaign, store, jobs=jobs, show_progress=show_progress)
+            run_campaign(plan.other_campaign(path), store, jobs=jobs,
+                         show_progress=show_progress)
 
 
 def log_reports(plan: ExperimentPlan, context: ReportContext, store: SimulationStore,

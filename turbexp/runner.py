@@ -33,10 +33,7 @@ from turbexp.evaluation import Probe
 from turbexp.experiment import ExperimentPlan
 from turbexp.holdout import PREDICTIONS, Holdout, HoldoutPart
 from turbexp.image_set import build_image_set, splits
-from turbexp.images import (
-    ImageSet,
-    images_per_simulation,
-)
+from turbexp.images import ImageSet, images_per_simulation
 from turbexp.model_logging import log_model
 from turbexp.paths import optuna_storage
 from turbexp.plugin_types import ReportContext
@@ -285,8 +282,8 @@ def _map_interval(plan: ExperimentPlan, pipeline: Pipeline, data: ImageSet,
     coverage = SimulationBootstrap(owners, resamples=boot.resamples,
                                    seed=boot.seed).intervals(lambda i: {"c": hits[i].mean()})
     mlflow.log_metrics(tracking.finite({f"map_interval_{level}_halfwidth": halfwidth,
-                                **with_interval({f"holdout_map_coverage_{level}":
-                                                 coverage["c"]})}))
+                                        **with_interval({f"holdout_map_coverage_{level}":
+                                                         coverage["c"]})}))
     return halfwidth
 
 

@@ -103,15 +103,22 @@ def turbexp_project(turbexp_folder: Path) -> TurbexpProject:
     return project
 
 
+def turbexp_command(*args: str, cwd: Path, env: dict[str, str] | None = None,
+                    timeout: float = 600) -> subprocess.CompletedProcess:
+    """The real ``turbexp`` command in a subprocess in ``cwd``, this environment plus
+    ``env``; stdout and stderr captured as text."""
+    return subprocess.run([sys.executable, "-m", "turbexp.cli", *args], cwd=cwd,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 @pytest.fixture
 def run_turbexp(turbexp_project: TurbexpProject
                 ) -> Callable[..., subprocess.CompletedProcess]:
-    """``run_turbexp(*args, env={...})``: the real ``turbexp`` command in a subprocess, in
-    the project folder, with its store; stdout and stderr captured as text."""
+    """``run_turbexp(*args, env={...})``: :func:`turbexp_command` in the project folder,
+    with its store."""
     def run(*args: str, env: dict[str, str] | None = None,
             timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "turbexp.cli", *args],
-                              cwd=turbexp_project.root, env={**os.environ, **(env or {})},
-                              capture_output=True, text=True, timeout=timeout)
+        return turbexp_command(*args, cwd=turbexp_project.root, env=env, timeout=timeout)
 
     return run

@@ -153,9 +153,6 @@ class CrossCode(Report):
     def campaigns(self, params: PluginParams) -> dict[str, bool]:
         return dict.fromkeys(self.validated(params).campaigns.values(), True)
 
-    def test_campaigns(self, params: PluginParams) -> list[str]:
-        return list(self.validated(params).campaigns.values())
-
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         p = self.validated(params)
         probe = probe_of(context)
