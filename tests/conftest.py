@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from turbexp.testing import turbexp_command
 
 ROOT = Path(__file__).resolve().parents[1]
 # the example package's own tests need it installed: test_plugins runs them that way
@@ -74,9 +73,4 @@ def fake_distribution(site: Path, name: str, entry_point: str, source: str,
     return site
 
 
-def turbexp_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
-                timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run the real ``turbexp`` command in a subprocess."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "turbexp.cli", *args], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=timeout)
+turbexp_cli = turbexp_command  # the real ``turbexp`` command in a subprocess

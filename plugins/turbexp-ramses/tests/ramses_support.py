@@ -3,11 +3,10 @@ module of theirs)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from turbexp.testing import turbexp_command
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 RAMSES_FIXTURES = REPOSITORY.parent / "shared" / "fixtures" / "ramses"
@@ -20,9 +19,4 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def turbexp_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
-                timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run the real ``turbexp`` command in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "turbexp.cli", *args], cwd=cwd,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout)
+turbexp_cli = turbexp_command  # the real ``turbexp`` command in a subprocess
