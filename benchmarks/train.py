@@ -5,7 +5,7 @@ max pooling blocks, three dense layers, RMSprop) is trained on random
 standardised images in two ways, with the same weights, batch size and number
 of epochs:
 
-- ``tf.data``: turbexp's input pipeline (``turbexp_plugins.deep.data.make_dataset``:
+- ``tf.data``: turbexp's input pipeline (``turbexp_deep.data.make_dataset``:
   shuffle, batch, prefetch; augmentation as ``--augment`` says);
 - ``numpy``: ``model.fit`` on the in-memory NumPy arrays.
 
@@ -35,8 +35,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from turbexp_plugins.deep import cnn
-from turbexp_plugins.deep.data import make_dataset
+from turbexp_deep import cnn
+from turbexp_deep.data import make_dataset
 
 
 def model_for(size: int, seed: int) -> keras.Model:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from turbexp.testing import turbexp_command
+from turbexp.testing import fake_distribution, turbexp_command, write  # noqa: F401  (tests import them from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 # the example package's own tests need it installed: test_plugins runs them that way
@@ -20,12 +19,6 @@ def workdir(turbexp_folder: Path) -> Path:
     """An empty working folder with a private SQLite MLflow store and turbexp home (the
     fixture turbexp.testing gives plugin packages)."""
     return turbexp_folder
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip())
-    return path
 
 
 TINY_CAMPAIGN = """
@@ -58,19 +51,6 @@ def tiny(workdir: Path) -> Path:
     """A tiny campaign and experiment in the working folder; returns the experiment file."""
     write(workdir / "sims" / "tiny.yaml", TINY_CAMPAIGN)
     return write(workdir / "experiments" / "tiny.yaml", TINY_EXPERIMENT)
-
-
-def fake_distribution(site: Path, name: str, entry_point: str, source: str,
-                      version: str = "0.1") -> Path:
-    """Install, for real, a one-module distribution registering ``entry_point`` in the
-    ``turbexp`` group into the folder ``site`` (put it on PYTHONPATH to use it)."""
-    module = name.replace("-", "_")
-    dist = site / f"{module}-{version}.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    (dist / "entry_points.txt").write_text(f"[turbexp]\n{entry_point} = {module}\n")
-    (site / f"{module}.py").write_text(textwrap.dedent(source))
-    return site
 
 
 turbexp_cli = turbexp_command  # the real ``turbexp`` command in a subprocess

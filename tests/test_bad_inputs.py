@@ -11,8 +11,8 @@ from conftest import TINY_CAMPAIGN, TINY_EXPERIMENT, turbexp_cli, write
 
 from turbexp.cli import main
 
-# the deep extra's plugins are listed too when it is installed
-DEEP = importlib.util.find_spec("tensorflow") is not None
+# the deep plugins are listed too when their distribution is installed
+DEEP = importlib.util.find_spec("turbexp_deep") is not None
 def _laughs(levels: int = 9) -> str:
     """A flow list whose anchors nest ``levels`` deep: a few hundred bytes that expand to
     9 ** levels elements."""

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 
+from turbexp.embedding import tsne_perplexity
 from turbexp.plugin_types import PluginParams, ReportContext
 from turbexp.plugins import load_registry
 from turbexp_plugins.reports import (
@@ -19,7 +20,6 @@ from turbexp_plugins.reports import (
     PredictedVsTrue,
     Roc,
     Tsne,
-    tsne_perplexity,
 )
 
 NAMES = ["kolmogorov", "burgers"]

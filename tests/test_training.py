@@ -12,7 +12,6 @@ import numpy as np
 import optuna
 import pytest
 from conftest import fake_distribution, write
-from deep_support import FAKE_AMR, SPREAD, experiment
 from mlflow.tracking import MlflowClient
 
 from turbexp import training
@@ -71,6 +70,28 @@ def register_estimators(register):
     register(EpochMeanPlugin)
 '''
 
+SPREAD = """
+name: spread
+grid: 16
+seed: 6
+groups:
+  - {index: {low: 3.0, high: 4.5}, count: 8}
+"""
+
+PRUNED = """
+name: pruned
+data:
+  campaign: ../sims/spread.yaml
+  images: {size: 16, cuts: 1, flips: 2}
+  split: {train: 0.5, test: 0.25, holdout: 0.25, seed: 0}
+task: {kind: regress}
+features: {plugin: hog, orientations: 4, cells: 2}
+estimator: {plugin: epoch_mean, shift: {low: -0.01, high: 0.01}}
+tune: {trials: 7, seed: 0, defaults: false}
+evaluate:
+  reports: []
+"""
+
 
 def test_context_is_set_for_the_block_only() -> None:
     assert training.current().reporter is None
@@ -125,14 +146,11 @@ def test_reporter_prunes_a_trial_that_falls_behind() -> None:
 def test_runner_prunes_trials_and_counts_them(workdir: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     site = workdir / "site"
-    fake_distribution(site, "turbexp-fake-amr", "fake_amr", FAKE_AMR)
     fake_distribution(site, "turbexp-epoch-mean", "epoch_mean", EPOCH_MEAN)
     monkeypatch.syspath_prepend(str(site))
     registry.cache_clear()
-    write(workdir / "sims" / "amr-spread.yaml", SPREAD)
-    path = write(workdir / "experiments" / "pruned.yaml", experiment(
-        "pruned", "amr-spread", "task: {kind: regress}", "pixels",
-        "{plugin: epoch_mean, shift: {low: -0.01, high: 0.01}}", trials=7))
+    write(workdir / "sims" / "spread.yaml", SPREAD)
+    path = write(workdir / "experiments" / "pruned.yaml", PRUNED)
     plan = plan_experiment(path)
     summary = run_experiment(plan, SimulationStore(cache_dir()), show_progress=False)
 

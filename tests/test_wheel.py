@@ -22,12 +22,14 @@ PROBE = """
 import json, pathlib, turbexp
 from turbexp.plugins import load_registry
 from turbexp_ramses import namelist
+import turbexp_deep
 found = load_registry()
 print(json.dumps({
     "turbexp": turbexp.__file__,
     "ramses": namelist.__file__,
+    "deep": turbexp_deep.__file__,
     "plugins": sorted(f"{i.kind}:{i.name}" for i in found.all()),
-    "failures": [f.error for f in found.failures if not f.missing_extra],
+    "failures": [f.error for f in found.failures],
     "template": namelist.TEMPLATE.is_file(),
     "patch": (namelist.TEMPLATE.parent / "patch" / "condinit.f90").is_file(),
 }))
@@ -59,9 +61,10 @@ def test_the_wheels_installed_without_editable_mode_work(tmp_path: Path) -> None
     result = json.loads(probe.stdout.splitlines()[-1])
     assert result["turbexp"].startswith(str(own)), result["turbexp"]
     assert result["ramses"].startswith(str(own)), result["ramses"]
+    assert result["deep"].startswith(str(own)), result["deep"]
     assert result["failures"] == []
     assert {"features:hog", "estimator:svm", "simulator:builtin", "simulator:ramses",
-            "report:roc"} <= set(result["plugins"])
+            "report:roc", "estimator:cnn", "features:pixels"} <= set(result["plugins"])
     assert result["template"] and result["patch"]
     # the command-line entry point of the core wheel runs a whole quickstart validation
     (tmp_path / "experiments").mkdir()

@@ -9,7 +9,8 @@ built-in plugins, see ``[tool.importlinter]`` in pyproject.toml):
   (:mod:`turbexp.plugin_types`);
 - helpers: errors, units, the turbulence and projection routines of the embedded
   solver, per-image parallelism, atomic writes, the uncertainty machinery, the
-  report probe, map reading and the metrics turbexp logs.
+  report probe, map reading, t-SNE maps, another feature plugin's transformer
+  (:func:`build_features`) and the metrics turbexp logs.
 
 Names here stay stable across minor versions; anything else in turbexp may change.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 from turbexp import conformal, metrics
 from turbexp.calibration import MapCalibration
+from turbexp.embedding import embed
 from turbexp.errors import SimulationError, UserError
 from turbexp.evaluation import Probe, Simulation, probe_of
 from turbexp.files import atomic_write
@@ -47,7 +49,6 @@ from turbexp.plugin_types import (
     Simulator,
     TaskKind,
 )
-from turbexp.plugins import MissingExtra
 from turbexp.projection import column_density
 from turbexp.spec import StrictModel
 from turbexp.store import content_hash
@@ -64,6 +65,15 @@ def load_pipeline(uri: str) -> Any:
     from turbexp import tracking
 
     return tracking.load_pipeline(uri)
+
+
+def build_features(name: str, params: dict[str, Any] | None = None) -> Any:
+    """The transformer of the installed feature plugin ``name`` with ``params`` (checked
+    against its ``Params``), for a plugin that compares its own features with another's."""
+    from turbexp.plugins import registry
+
+    plugin = registry().get("features", name).create()
+    return plugin.build(plugin.validated(params or {}))
 
 
 def resolve_model_uri(uri: str) -> str:
@@ -83,7 +93,6 @@ __all__ = [
     "FitContext",
     "Interval",
     "MapCalibration",
-    "MissingExtra",
     "ObservedMap",
     "Physics",
     "Plugin",
@@ -105,10 +114,12 @@ __all__ = [
     "TaskKind",
     "UserError",
     "atomic_write",
+    "build_features",
     "class_scores",
     "column_density",
     "conformal",
     "content_hash",
+    "embed",
     "fit_context",
     "home",
     "hookimpl",

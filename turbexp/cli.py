@@ -296,8 +296,7 @@ def plugins() -> None:
                       command.entry_point)
     out.print(table, soft_wrap=True)
     for failure in found.failures:
-        what = "[yellow]not installed[/]" if failure.missing_extra else "[red]failed to load[/]"
-        console.print(f"{what} {failure.entry_point} ({failure.package} "
+        console.print(f"[red]failed to load[/] {failure.entry_point} ({failure.package} "
                       f"{failure.version}): {escape(failure.error)}", soft_wrap=True)
 
 

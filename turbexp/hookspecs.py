@@ -31,9 +31,9 @@ Register = Callable[[type], None]
 # returns nothing. ``register`` raises TypeError for a class that does not derive from the
 # hook's base, has no ``name``, has a default search space its ``Params`` refuse, or takes a
 # name another plugin of the same kind has. Any exception a hook raises (TypeError from
-# ``register``, an ImportError, :class:`~turbexp.plugins.MissingExtra`) marks the whole module
-# as failed: none of its plugins is registered, ``turbexp plugins`` shows the error, and the
-# other plugins load as usual (``TURBEXP_STRICT_PLUGINS=1`` makes it fatal instead).
+# ``register``, an ImportError) marks the whole module as failed: none of its plugins is
+# registered, ``turbexp plugins`` shows the error, and the other plugins load as usual
+# (``TURBEXP_STRICT_PLUGINS=1`` makes it fatal instead).
 
 
 @hookspec

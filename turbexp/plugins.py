@@ -40,12 +40,6 @@ class PluginInfo:
         return self.cls()
 
 
-class MissingExtra(ImportError):
-    """Raised by a plugin module whose optional dependencies (a pip extra) are not installed:
-    it is listed as unavailable by ``turbexp plugins`` but not warned about on every command,
-    and strict mode does not count it as broken."""
-
-
 @dataclass(frozen=True)
 class CommandInfo:
     """A command a plugin package adds to ``turbexp``, with where it came from."""
@@ -65,7 +59,6 @@ class PluginFailure:
     package: str
     version: str
     error: str
-    missing_extra: bool = False
 
 
 class Registry:
@@ -136,11 +129,10 @@ def load_registry(entry_points: list[md.EntryPoint] | None = None) -> Registry:
         except Exception as exc:  # a broken plugin must not take the tool down
             if module is not None and pm.is_registered(module):
                 pm.unregister(module)
-            if strict_plugins() and not isinstance(exc, MissingExtra):
+            if strict_plugins():
                 raise UserError(f"plugin {ep.name!r} from {package} {version} failed to load: "
                                 f"{_short_error(exc)} (TURBEXP_STRICT_PLUGINS is set)") from exc
-            registry.failures.append(PluginFailure(ep.name, package, version, _short_error(exc),
-                                                   isinstance(exc, MissingExtra)))
+            registry.failures.append(PluginFailure(ep.name, package, version, _short_error(exc)))
             continue
         for info in found:
             registry.plugins[info.kind][info.name] = info
@@ -206,12 +198,9 @@ def check_search_space(cls: type[Plugin]) -> None:
 
 @cache
 def registry() -> Registry:
-    """The process-wide registry, loaded once; failures are warned about on stderr (plugins
-    whose optional extra is not installed only in ``turbexp plugins``)."""
+    """The process-wide registry, loaded once; failures are warned about on stderr."""
     found = load_registry()
     for failure in found.failures:
-        if failure.missing_extra:
-            continue
         print(
             f"warning: plugin {failure.entry_point!r} from {failure.package} {failure.version} "
             f"failed to load: {failure.error}",

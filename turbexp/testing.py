@@ -9,6 +9,10 @@ importing anything::
         result = run_turbexp("run", str(experiment), "--no-progress")
         assert result.returncode == 0, result.stderr
 
+Helpers: :func:`turbexp_command` (the command in a subprocess), :func:`write` and
+:func:`fake_distribution` (a one-module plugin package installed into a folder, for a
+test that needs a second plugin beside the one it tests).
+
 Everything happens in the test's temporary folder: a SQLite MLflow store (its real
 database backend), the Optuna journal and the simulation cache. The tiny campaign has
 six 16³ boxes, simulated by the embedded solver in a few seconds.
@@ -19,6 +23,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +106,28 @@ def turbexp_project(turbexp_folder: Path) -> TurbexpProject:
     project.campaign.parent.mkdir(parents=True, exist_ok=True)
     project.campaign.write_text(yaml.safe_dump(TINY_CAMPAIGN, sort_keys=False))
     return project
+
+
+def write(path: Path, text: str) -> Path:
+    """Write ``text``, dedented, to ``path`` (its folders made); returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def fake_distribution(site: Path, name: str, entry_point: str, source: str,
+                      version: str = "0.1") -> Path:
+    """Install, for real, a one-module distribution ``name`` whose module (``source``)
+    registers the entry point ``entry_point`` in the ``turbexp`` group, into the folder
+    ``site``; put it on ``sys.path`` (``monkeypatch.syspath_prepend``) or PYTHONPATH and
+    reload the registry to use it."""
+    module = name.replace("-", "_")
+    dist = site / f"{module}-{version}.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (dist / "entry_points.txt").write_text(f"[turbexp]\n{entry_point} = {module}\n")
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    return site
 
 
 def turbexp_command(*args: str, cwd: Path, env: dict[str, str] | None = None,

@@ -12,14 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ramses_support import RAMSES_FIXTURES, turbexp_cli, write
-from turbexp_ramses import RamsesSimulator, initial_field, namelist
-from turbexp_ramses.output import (
-    column_density_maps,
-    is_complete,
-    outputs,
-    read_info,
-    refinement,
-)
 
 from turbexp.campaign import CampaignOutcome, plan_campaign, run_campaign
 from turbexp.errors import UserError
@@ -28,6 +20,14 @@ from turbexp.projection import column_density
 from turbexp.spec import KOLMOGOROV
 from turbexp.store import SimulationStore
 from turbexp.turbulence import velocity_field
+from turbexp_ramses import RamsesSimulator, initial_field, namelist
+from turbexp_ramses.output import (
+    column_density_maps,
+    is_complete,
+    outputs,
+    read_info,
+    refinement,
+)
 
 pytest.importorskip("yt")
 FIXTURES = Path(os.environ.get("TURBEXP_RAMSES_FIXTURES", RAMSES_FIXTURES))

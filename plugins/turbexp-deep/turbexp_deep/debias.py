@@ -31,21 +31,21 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from turbexp.api import FitContext, fit_context, metrics
-from turbexp_plugins.deep import cnn
-from turbexp_plugins.deep.data import Augment, as_images
-from turbexp_plugins.deep.estimator import (
+from turbexp_deep import cnn
+from turbexp_deep.data import Augment, as_images
+from turbexp_deep.estimator import (
     CnnClassifier,
     CnnRegressor,
     KerasImageEstimator,
     predict_in_batches,
     probabilities,
 )
-from turbexp_plugins.deep.gradient_reversal import (
+from turbexp_deep.gradient_reversal import (
     GradientReversal,
     ReversalSchedule,
     dann_weight,
 )
-from turbexp_plugins.deep.training import seed_everything
+from turbexp_deep.training import seed_everything
 
 Binning = Literal["auto", "median", "classes"]
 

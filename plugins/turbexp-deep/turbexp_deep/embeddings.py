@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from turbexp_plugins.deep import cnn
-from turbexp_plugins.deep.estimator import KerasImageEstimator, predict_in_batches
-from turbexp_plugins.hog import HogTransformer
+from turbexp.api import build_features
+from turbexp_deep import cnn
+from turbexp_deep.estimator import KerasImageEstimator, predict_in_batches
 
 NEIGHBOURS = 5
 
@@ -34,7 +34,8 @@ def hog_features(images: np.ndarray, orientations: int = 8, cells: int = 4) -> n
     """HOG features of images (n, H, W), with at most as many cells as fit the image."""
     side = min(images.shape[1:])
     cells = max(2, min(cells, side // 2))
-    return HogTransformer(orientations=orientations, cells=cells).fit_transform(images)
+    hog = build_features("hog", {"orientations": orientations, "cells": cells})
+    return hog.fit_transform(images)
 
 
 def neighbour_scores(points: np.ndarray, values: np.ndarray, classify: bool) -> np.ndarray:

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import fake_distribution, write
 
 from turbexp.experiment import plan_experiment
 from turbexp.paths import cache_dir
 from turbexp.plugins import registry
 from turbexp.runner import RunSummary, run_experiment
 from turbexp.store import SimulationStore
+from turbexp.testing import fake_distribution, write
 
 FAKE_AMR = '''
 import numpy as np

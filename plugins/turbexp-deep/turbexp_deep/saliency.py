@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from tf_keras_vis.saliency import Saliency
 from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 
-from turbexp_plugins.deep.estimator import KerasImageEstimator
+from turbexp_deep.estimator import KerasImageEstimator
 
 BATCH = 64
 

@@ -11,10 +11,6 @@ import mlflow
 import numpy as np
 import optuna
 import pytest
-from mlflow.tracking import MlflowClient
-
-pytest.importorskip("tensorflow")
-
 from deep_support import (
     CLASSES,
     SMALL_CNN,
@@ -23,6 +19,7 @@ from deep_support import (
     make_store,
     restore_tracking,
 )
+from mlflow.tracking import MlflowClient
 
 from turbexp.paths import optuna_storage
 from turbexp.predict import ScaleOptions, predict_maps

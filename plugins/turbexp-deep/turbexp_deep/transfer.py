@@ -16,10 +16,10 @@ import keras
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from turbexp_plugins.deep import cnn
-from turbexp_plugins.deep.data import as_images, make_dataset
-from turbexp_plugins.deep.estimator import KerasState, predict_in_batches
-from turbexp_plugins.deep.training import seed_everything
+from turbexp_deep import cnn
+from turbexp_deep.data import as_images, make_dataset
+from turbexp_deep.estimator import KerasState, predict_in_batches
+from turbexp_deep.training import seed_everything
 
 SOURCE_TAG = "turbexp.transfer.source"
 

@@ -25,6 +25,7 @@ from turbexp.api import (
     ReportOutput,
     SearchSpace,
     TaskKind,
+    embed,
     with_interval,
 )
 
@@ -79,7 +80,7 @@ class Cnn(Estimator):
     search_space: ClassVar[SearchSpace] = CNN_SPACE
 
     def build(self, params: PluginParams, task: TaskKind) -> Any:
-        from turbexp_plugins.deep.estimator import CnnClassifier, CnnRegressor
+        from turbexp_deep.estimator import CnnClassifier, CnnRegressor
 
         p = self.validated(params)
         return (CnnClassifier if task == "classify" else CnnRegressor)(**p.model_dump())
@@ -112,7 +113,7 @@ class DebiasedCnn(Estimator):
                                            "adversary_weight": Range(0.1, 3.0, log=True)}
 
     def build(self, params: PluginParams, task: TaskKind) -> Any:
-        from turbexp_plugins.deep.debias import DebiasedCnnClassifier, DebiasedCnnRegressor
+        from turbexp_deep.debias import DebiasedCnnClassifier, DebiasedCnnRegressor
 
         p = self.validated(params)
         cls = DebiasedCnnClassifier if task == "classify" else DebiasedCnnRegressor
@@ -139,7 +140,7 @@ class Transfer(FeatureExtractor):
         seed: int = Field(0, ge=0, description="fine-tuning seed")
 
     def build(self, params: PluginParams) -> Any:
-        from turbexp_plugins.deep.transfer import TransferFeatures
+        from turbexp_deep.transfer import TransferFeatures
 
         return TransferFeatures(**self.validated(params).model_dump())
 
@@ -178,7 +179,7 @@ class SaliencyReport(Report):
         max_images: int = Field(2000, ge=1, description="most holdout images in the mean map")
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
-        from turbexp_plugins.deep import saliency
+        from turbexp_deep import saliency
 
         p = self.validated(params)
         estimator, inputs = _image_model(context)
@@ -245,8 +246,7 @@ class EmbeddingsReport(Report):
         cells: int = Field(4, ge=2, description="HOG cells per image side")
 
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
-        from turbexp_plugins.deep import embeddings
-        from turbexp_plugins.reports import embed
+        from turbexp_deep import embeddings
 
         p = self.validated(params)
         estimator, inputs = _image_model(context)
@@ -296,7 +296,7 @@ class DebiasingReport(Report):
     def render(self, context: ReportContext, params: PluginParams) -> ReportOutput:
         from matplotlib.figure import Figure
 
-        from turbexp_plugins.deep.debias import metadata_values
+        from turbexp_deep.debias import metadata_values
 
         self.validated(params)
         estimator, inputs = _image_model(context)

@@ -23,10 +23,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from turbexp.api import FitContext, fit_context
-from turbexp_plugins.deep import cnn
-from turbexp_plugins.deep.data import Augment, as_images, make_dataset
-from turbexp_plugins.deep.gradient_reversal import GradientReversal
-from turbexp_plugins.deep.training import EpochReporting, early_stopping, seed_everything
+from turbexp_deep import cnn
+from turbexp_deep.data import Augment, as_images, make_dataset
+from turbexp_deep.gradient_reversal import GradientReversal
+from turbexp_deep.training import EpochReporting, early_stopping, seed_everything
 
 CUSTOM_OBJECTS = {"GradientReversal": GradientReversal}
 PREDICT_BATCH = 256

@@ -19,18 +19,12 @@ Augment = Literal["none", "once", "per_epoch"]
 
 
 def as_images(X: Any) -> np.ndarray:
-    """Images (n, H, W, 1) float32 from (n, H, W), (n, H, W, 1) or square rows (n, H·W)."""
+    """Images (n, H, W, 1) float32 from (n, H, W) or (n, H, W, 1)."""
     x = np.asarray(X, dtype=np.float32)
-    if x.ndim == 2:
-        side = round(float(np.sqrt(x.shape[1])))
-        if side * side != x.shape[1]:
-            raise ValueError(f"rows of {x.shape[1]} values are not square images")
-        x = x.reshape(len(x), side, side)
     if x.ndim == 3:
         x = x[..., np.newaxis]
     if x.ndim != 4 or x.shape[-1] != 1:
-        raise ValueError(f"expected images (n, H, W), (n, H, W, 1) or rows (n, H·W), "
-                         f"got shape {np.shape(X)}")
+        raise ValueError(f"expected images (n, H, W) or (n, H, W, 1), got shape {np.shape(X)}")
     return x
 
 

@@ -1,8 +1,7 @@
-"""The ``pixels`` feature plugin: the standardised images themselves, one row per image.
+"""The ``pixels`` feature plugin: the standardised images themselves, for image models.
 
-Image models (the ``cnn`` family in :mod:`turbexp_plugins.deep`) take these rows
-and fold them back into square images; any other estimator can use them as a
-pixel-level baseline.
+The images (n, H, W) pass as they are, as float32; the ``cnn`` family takes them
+with their shape, and a model fitted on one image size refuses another.
 """
 
 from __future__ import annotations
@@ -13,11 +12,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import Tags
 
-from turbexp.api import FeatureExtractor, PluginParams, hookimpl
+from turbexp.api import FeatureExtractor, PluginParams
 
 
 class PixelsTransformer(TransformerMixin, BaseEstimator):
-    """Images (n, H, W) to rows (n, H·W) of float32 pixel values, unchanged otherwise."""
+    """Images (n, H, W) as float32, unchanged otherwise."""
 
     def fit(self, X: Any, y: Any = None) -> PixelsTransformer:
         images = np.asarray(X)
@@ -34,7 +33,7 @@ class PixelsTransformer(TransformerMixin, BaseEstimator):
         if fitted is not None and tuple(images.shape[1:]) != fitted:
             raise ValueError(f"pixels was fitted on {fitted[0]}×{fitted[1]} images, got "
                              f"{images.shape[1]}×{images.shape[2]}")
-        return images.reshape(len(images), -1)
+        return images
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
@@ -46,12 +45,8 @@ class Pixels(FeatureExtractor):
     """The image's pixels as features (for image models such as ``cnn``)."""
 
     name: ClassVar[str] = "pixels"
-    description: ClassVar[str] = "the standardised image, flattened (for image models)"
+    description: ClassVar[str] = "the standardised images as they are (for image models)"
 
     def build(self, params: PluginParams) -> PixelsTransformer:
         return PixelsTransformer()
 
-
-@hookimpl
-def register_features(register: Any) -> None:
-    register(Pixels)
