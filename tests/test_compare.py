@@ -146,14 +146,15 @@ def test_roc_figure_has_a_curve_per_run_with_the_runs_aucs(catalogue: Path) -> N
     compare.check_same_holdout(runs)
     figure = compare.roc_figure(runs)
     ax = figure.axes[0]
-    assert len(ax.lines) == 3  # chance and one curve per run
-    labels = legend(figure)[1:]
+    assert len(ax.lines) == 3  # one curve per run, then chance
+    assert legend(figure)[-1] == "chance"
+    labels = legend(figure)[:-1]
     for label, name in zip(labels, ("c-hog-svm", "c-ps-logistic"), strict=True):
         assert label.startswith(name)
         auc = float(re.search(r"AUC = ([0-9.]+)", label).group(1))
         assert auc == pytest.approx(parent(name).data.metrics["holdout_roc_auc"], abs=5e-4)
     # each curve is that run's ROC: it ends at (1, 1) and is drawn from its own scores
-    hog, spectrum = ax.lines[1], ax.lines[2]
+    hog, spectrum = ax.lines[0], ax.lines[1]
     assert hog.get_xdata()[-1] == spectrum.get_xdata()[-1] == 1.0
     assert not (len(hog.get_xdata()) == len(spectrum.get_xdata())
                 and np.allclose(hog.get_ydata(), spectrum.get_ydata()))
@@ -193,8 +194,8 @@ def test_regressors_are_drawn_predicted_against_true(catalogue: Path) -> None:
     for scatter, run in zip(scatters, runs, strict=True):
         assert np.allclose(scatter.get_offsets()[:, 1], run.holdout.concatenated("score"))
     labels = legend(figure)
-    assert labels[0] == "predicted = true"
-    for label, run in zip(labels[1:], runs, strict=True):
+    assert labels[:3] == ["Kolmogorov (11/3)", "Burgers (4)", "predicted = true"]
+    for label, run in zip(labels[3:], runs, strict=True):
         mse = float(re.search(r"MSE = ([0-9.e-]+)", label).group(1))
         assert mse == pytest.approx(parent(run.experiment).data.metrics["holdout_mse"], rel=1e-2)
 

@@ -11,11 +11,10 @@ from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 
 from turbexp.embedding import tsne_perplexity
+from turbexp.figures import REFERENCE_INDICES
 from turbexp.plugin_types import PluginParams, ReportContext
 from turbexp.plugins import load_registry
 from turbexp_plugins.reports import (
-    BURGERS_INDEX,
-    KOLMOGOROV_INDEX,
     ConfusionMatrix,
     PredictedVsTrue,
     Roc,
@@ -23,6 +22,7 @@ from turbexp_plugins.reports import (
 )
 
 NAMES = ["kolmogorov", "burgers"]
+KOLMOGOROV_INDEX, BURGERS_INDEX = REFERENCE_INDICES.values()
 
 
 def classify_context(n: int = 40, seed: int = 0) -> ReportContext:
@@ -48,9 +48,10 @@ def test_roc_curve_and_auc_in_legend() -> None:
     fig = output.figures["roc.png"]
     assert isinstance(fig, Figure)
     (ax,) = fig.axes
-    assert len(ax.lines) == 2  # chance diagonal and the curve
+    assert len(ax.lines) == 2  # the curve and the chance diagonal
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    auc = float(re.search(r"AUC = ([0-9.]+)", legend[1]).group(1))
+    assert legend[1] == "chance"
+    auc = float(re.search(r"AUC = ([0-9.]+)", legend[0]).group(1))
     expected = roc_auc_score(context.y_true, context.score)
     assert auc == pytest.approx(expected, abs=5e-4)
     assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
@@ -60,7 +61,8 @@ def test_roc_with_a_single_class_has_no_auc() -> None:
     context = classify_context()
     context.y_true = np.zeros_like(context.y_true)
     output = Roc().render(context, PluginParams())
-    assert len(output.figures["roc.png"].axes[0].lines) == 1
+    ax = output.figures["roc.png"].axes[0]
+    assert not ax.lines and "ROC undefined" in ax.texts[0].get_text()
 
 
 def test_confusion_matrix_counts_and_names() -> None:

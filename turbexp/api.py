@@ -9,7 +9,8 @@ built-in plugins, see ``[tool.importlinter]`` in pyproject.toml):
   (:mod:`turbexp.plugin_types`);
 - helpers: errors, units, the turbulence and projection routines of the embedded
   solver, per-image parallelism, atomic writes, the uncertainty machinery, the
-  report probe, map reading, t-SNE maps, another feature plugin's transformer
+  report probe, map reading, t-SNE maps, the ROC and index-axes figures shared with
+  ``turbexp compare``, another feature plugin's transformer
   (:func:`build_features`) and the metrics turbexp logs.
 
 Names here stay stable across minor versions; anything else in turbexp may change.
@@ -24,6 +25,7 @@ from turbexp.calibration import MapCalibration
 from turbexp.embedding import embed
 from turbexp.errors import SimulationError, UserError
 from turbexp.evaluation import Probe, Simulation, probe_of
+from turbexp.figures import draw_roc, finish_roc, index_axes, index_range
 from turbexp.files import atomic_write
 from turbexp.hookspecs import Register, hookimpl
 from turbexp.images import images_per_simulation
@@ -119,11 +121,15 @@ __all__ = [
     "column_density",
     "conformal",
     "content_hash",
+    "draw_roc",
     "embed",
+    "finish_roc",
     "fit_context",
     "home",
     "hookimpl",
     "images_per_simulation",
+    "index_axes",
+    "index_range",
     "load_pipeline",
     "map_images",
     "memory_here",

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 
 from turbexp import metrics, tracking
 from turbexp.errors import UserError
+from turbexp.figures import draw_roc, finish_roc, index_axes, index_range
 from turbexp.files import atomic_write, check_output_folder, make_output_folder
 from turbexp.holdout import PREDICTIONS as HOLDOUT_PREDICTIONS
 from turbexp.holdout import Holdout, paired_differences, verdict
@@ -281,7 +282,6 @@ def roc_figure(runs: list[ComparedRun], resamples: int = DEFAULT_RESAMPLES,
     repeats at each false-positive rate), its AUC and interval in the legend."""
     fig = Figure(figsize=(6, 6.6), layout="constrained")
     ax = fig.add_subplot()
-    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
     first = runs[0].holdout
     positive = first.concatenated("y_true") == 1
     names = first.class_names
@@ -291,17 +291,12 @@ def roc_figure(runs: list[ComparedRun], resamples: int = DEFAULT_RESAMPLES,
                 va="center")
     else:
         for i, run in enumerate(runs):
-            style = {"linestyle": "--", "linewidth": 2.5} if run.baseline else {"linewidth": 2}
             suffix = ", physics baseline" if run.baseline else ""
-            low, high = run.holdout.bootstrap(resamples, seed).band(run.holdout.roc_tpr)
-            ax.fill_between(metrics.FPR_GRID, low, high, color=_colour(i), alpha=0.15)
-            ax.plot(metrics.FPR_GRID, run.holdout.roc_tpr(), color=_colour(i), **style,
-                    label=f"{run.label} (AUC = {run.scores['roc_auc'].text()}){suffix}")
-    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate",
-           ylabel="True positive rate")
-    ax.set_title(_title(runs, f"ROC, positive class: {positive_name},"), fontsize=9)
-    ax.set_aspect("equal")
-    ax.legend(loc="lower right", fontsize="small")
+            draw_roc(ax, metrics.FPR_GRID, run.holdout.roc_tpr(),
+                     label=f"{run.label} (AUC = {run.scores['roc_auc'].text()}){suffix}",
+                     colour=_colour(i), dashed=run.baseline, chance=i == len(runs) - 1,
+                     band=run.holdout.bootstrap(resamples, seed).band(run.holdout.roc_tpr))
+    finish_roc(ax, _title(runs, f"ROC, positive class: {positive_name},"))
     return fig
 
 
@@ -309,13 +304,9 @@ def predicted_vs_true_figure(runs: list[ComparedRun]) -> Figure:
     """Every regressor's predicted index against the true one, with the identity line."""
     fig = Figure(figsize=(6, 6.6), layout="constrained")
     ax = fig.add_subplot()
-    values = np.concatenate([np.concatenate([r.holdout.concatenated("y_true").astype(float),
-                                             r.holdout.concatenated("score")]) for r in runs])
-    values = values[np.isfinite(values)]
-    low, high = (float(values.min()), float(values.max())) if values.size else (3.0, 4.5)
-    pad = 0.05 * (high - low) or 0.1
-    low, high = low - pad, high + pad
-    ax.plot([low, high], [low, high], color="grey", linestyle="--", label="predicted = true")
+    index_axes(ax, index_range(
+        part for r in runs for part in (r.holdout.concatenated("y_true").astype(np.float64),
+                                        r.holdout.concatenated("score"))))
     for i, run in enumerate(runs):
         suffix = ", physics baseline" if run.baseline else ""
         ax.scatter(run.holdout.concatenated("y_true").astype(np.float64),
@@ -323,10 +314,7 @@ def predicted_vs_true_figure(runs: list[ComparedRun]) -> Figure:
                    color=_colour(i), marker="s" if run.baseline else "o",
                    label=f"{run.label} (MSE = {run.scores['mse'].text()}, "
                          f"R² = {run.scores['r2'].text()}){suffix}")
-    ax.set(xlim=(low, high), ylim=(low, high), xlabel="true spectral index n",
-           ylabel="predicted spectral index n")
     ax.set_title(_title(runs, "Predicted vs true index"), fontsize=9)
-    ax.set_aspect("equal")
     ax.legend(loc="upper left", fontsize="small")
     return fig
 

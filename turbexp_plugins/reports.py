@@ -18,15 +18,15 @@ from turbexp.api import (
     Report,
     ReportContext,
     ReportOutput,
+    draw_roc,
     embed,
+    finish_roc,
     hookimpl,
+    index_axes,
+    index_range,
     metrics,
     with_interval,
 )
-
-KOLMOGOROV_INDEX = 11 / 3
-BURGERS_INDEX = 4.0
-REFERENCE_INDICES = {"Kolmogorov (11/3)": KOLMOGOROV_INDEX, "Burgers (4)": BURGERS_INDEX}
 
 
 def _class_name(context: ReportContext, label: int) -> str:
@@ -61,33 +61,20 @@ class Roc(Report):
         score = np.asarray(context.score, dtype=np.float64).ravel()
         fig = Figure(figsize=(5, 5.3), layout="constrained")
         ax = fig.add_subplot()
-        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
         positive_name = _class_name(context, 1)
         if positive.all() or not positive.any():
             ax.text(0.5, 0.5, "ROC undefined:\nonly one class present", ha="center", va="center")
         else:
-            auc = f"{metrics.roc_auc(positive, score):.3f}"
+            auc, band = f"{metrics.roc_auc(positive, score):.3f}", None
             if context.bootstrap is not None:
-                low, high = context.bootstrap.band(
-                    lambda i: metrics.roc_tpr(positive[i], score[i]))
-                ax.fill_between(metrics.FPR_GRID, low, high, color="C0", alpha=0.2,
-                                step=None, label="95 % band")
+                band = context.bootstrap.band(lambda i: metrics.roc_tpr(positive[i], score[i]))
                 auc = context.bootstrap.intervals(
                     lambda i: {"auc": metrics.roc_auc(positive[i], score[i])})["auc"].text()
-            curve = skm.RocCurveDisplay.from_predictions(
-                positive, score, ax=ax, name=positive_name,
-                curve_kwargs={"color": "C0", "linewidth": 2})
-            curve.line_.set_label(f"{positive_name} (AUC = {auc})")  # with its interval
-        ax.set(
-            xlim=(0, 1),
-            ylim=(0, 1.01),
-            xlabel="False positive rate",
-            ylabel="True positive rate",
-        )
-        ax.set_title(f"ROC curve, positive class: {positive_name}\n{_sizes(context)}"
-                     f"{_band_note(context)}", fontsize=9)
-        ax.set_aspect("equal")
-        ax.legend(loc="lower right")
+            fpr, tpr, _ = skm.roc_curve(positive, score)
+            draw_roc(ax, fpr, tpr, label=f"{positive_name} (AUC = {auc})", colour="C0",
+                     band=band, chance=True)
+        finish_roc(ax, f"ROC curve, positive class: {positive_name}\n{_sizes(context)}"
+                       f"{_band_note(context)}")
         return ReportOutput(figures={"roc.png": fig})
 
 
@@ -184,15 +171,8 @@ class PredictedVsTrue(Report):
         predicted = np.asarray(context.score, dtype=np.float64).ravel()
         fig = Figure(figsize=(5.5, 5.3), layout="constrained")
         ax = fig.add_subplot()
-        values = np.concatenate([truth, predicted, list(REFERENCE_INDICES.values())])
-        low, high = float(values.min()), float(values.max())
-        pad = 0.05 * (high - low) or 0.1
-        low, high = low - pad, high + pad
-        for i, (label, index) in enumerate(REFERENCE_INDICES.items()):
-            colour = f"C{i + 1}"
-            ax.axvline(index, color=colour, alpha=0.35, linestyle=":", label=label)
-            ax.axhline(index, color=colour, alpha=0.35, linestyle=":")
-        ax.plot([low, high], [low, high], color="grey", linestyle="--", label="predicted = true")
+        low, high = index_range([truth, predicted])
+        index_axes(ax, (low, high))
         out: dict[str, float] = {}
         if context.simulation is None:
             ax.scatter(truth, predicted, s=16, alpha=0.7, color="C0", label="images")
@@ -216,15 +196,8 @@ class PredictedVsTrue(Report):
                     label=f"fit: slope {line['slope'].text()}, bias {line['bias'].text()}")
             out = with_interval({"slope": line["slope"], "bias": line["bias"]},
                                 "holdout_fit_")
-        ax.set(
-            xlim=(low, high),
-            ylim=(low, high),
-            xlabel="true spectral index n",
-            ylabel="predicted spectral index n",
-        )
         ax.set_title(f"Predicted vs true spectral index\n{_sizes(context)}{_band_note(context)}",
                      fontsize=9)
-        ax.set_aspect("equal")
         ax.legend(loc="upper left", fontsize=7)
         return ReportOutput(figures={"predicted_vs_true.png": fig}, metrics=out)
 
