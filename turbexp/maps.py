@@ -14,7 +14,9 @@ The unit never changes a prediction: each tile is standardised after log10,
 mass, an X-factor) cancels. Only maps whose values are not proportional to
 column density (for example a logarithm already taken) give wrong answers.
 
-NaN, ±inf, values ≤ 0 and pixels equal to the ``BLANK`` value are masked. The
+Integer images are scaled by astropy (``BSCALE``, ``BZERO``; 8- and 16-bit ones to
+float32, which holds their values exactly enough: a 16-bit map's own steps are 2⁻¹⁶ of its
+range), and their ``BLANK`` pixels become NaN. NaN, ±inf and values ≤ 0 are masked. The
 map's pixel scale, where its header gives one (``CDELT``/``CD`` with ``CUNIT``), is
 a length or an angle (:attr:`ObservedMap.pixel_scale`).
 
@@ -112,7 +114,7 @@ def read_map(path: str | Path) -> ObservedMap:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with fits.open(path, do_not_scale_image_data=True, memmap=False) as hdus:
+            with fits.open(path, memmap=False) as hdus:
                 return _first_image(path, hdus)
     except UserError:
         raise
@@ -168,14 +170,9 @@ def _shape(hdu: Any) -> str:
 def _observed(path: Path, index: int, hdu: Any, raw: np.ndarray) -> ObservedMap:
     header = hdu.header
     name = f"HDU {index} ({hdu.name or 'unnamed'})"
-    blank = header.get("BLANK")
-    mask = np.zeros(raw.shape, dtype=bool)
-    if blank is not None and np.issubdtype(raw.dtype, np.number):
-        mask |= raw == blank
-    data = raw.astype(np.float64) * float(header.get("BSCALE", 1.0)) \
-        + float(header.get("BZERO", 0.0))
+    data = raw.astype(np.float64)  # astropy applied BSCALE, BZERO and BLANK (as NaN)
     with np.errstate(invalid="ignore"):
-        mask |= ~np.isfinite(data) | (data <= 0)
+        mask = ~np.isfinite(data) | (data <= 0)
     data, mask = np.squeeze(data), np.squeeze(mask)
     if mask.all():
         raise UserError("every pixel is blank (NaN, infinite, ≤ 0 or BLANK)", file=str(path),
