@@ -13,6 +13,10 @@ import optuna
 import pytest
 from conftest import fake_distribution, write
 from mlflow.tracking import MlflowClient
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVR
 
 from turbexp import training
 from turbexp.experiment import plan_experiment
@@ -28,7 +32,7 @@ import numpy as np
 from pydantic import Field
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from turbexp import hookimpl, training
+from turbexp import hookimpl
 from turbexp.plugin_types import Estimator, PluginParams, Range
 
 FITS = itertools.count()
@@ -37,15 +41,16 @@ FITS = itertools.count()
 class EpochMean(RegressorMixin, BaseEstimator):
     """Predicts the training mean; from its sixth fit on, 10 too high."""
 
+    __metadata_request__fit = {"fit_context": True}
+
     def __init__(self, shift=0.0):
         self.shift = shift
 
-    def fit(self, X, y):
+    def fit(self, X, y, fit_context=None):
         self.offset_ = 0.0 if next(FITS) < 5 else 10.0
         self.mean_ = float(np.mean(y))
-        context = training.current()
         for epoch in range(1, 4):
-            context.report(epoch, {"train_loss": 1.0 / epoch}, self)
+            fit_context.report(epoch, {"train_loss": 1.0 / epoch}, self)
         return self
 
     def predict(self, X):
@@ -93,17 +98,28 @@ evaluate:
 """
 
 
-def test_context_is_set_for_the_block_only() -> None:
-    assert training.current().reporter is None
-    outer = training.FitContext(tuning=True)
-    inner = training.FitContext(groups=np.arange(3))
-    with training.fitting(outer):
-        assert training.current() is outer
-        with training.fitting(inner):
-            assert training.current() is inner
-        assert training.current() is outer
-    assert training.current().tuning is False
-    training.current().report(1, {"loss": 1.0})  # no reporter: nothing happens
+class Recorder(RegressorMixin, BaseEstimator):
+    """Keeps the fit context it was given."""
+
+    __metadata_request__fit = {"fit_context": True}
+
+    def fit(self, X, y, fit_context=None):
+        self.context_ = fit_context
+        return self
+
+
+def test_the_context_is_routed_to_the_parts_that_request_it() -> None:
+    x, y = np.ones((6, 2)), np.arange(6.0)
+    context = training.FitContext(tuning=True, groups=np.arange(6))
+    pipeline = Pipeline([("scale", StandardScaler()), ("estimator", Recorder())])
+    assert training.fit(pipeline, x, y, context) is pipeline
+    assert pipeline[-1].context_ is context
+    assert training.fit(Recorder(), x, y, context).context_ is context
+    # a model no part of which requests it is fitted as usual
+    plain = training.fit(Pipeline([("scale", StandardScaler()), ("svr", SVR())]), x, y, context)
+    assert plain[-1].support_.size > 0
+    assert Recorder().fit(x, y).context_ is None  # outside turbexp: no context
+    training.FitContext().report(1, {"loss": 1.0})  # no reporter: nothing happens
 
 
 def test_reporter_logs_histories_and_a_learning_curve(workdir: Path) -> None:

@@ -55,7 +55,6 @@ from turbexp.projection import column_density
 from turbexp.spec import StrictModel
 from turbexp.store import content_hash
 from turbexp.training import FitContext
-from turbexp.training import current as fit_context
 from turbexp.turbulence import velocity_field
 from turbexp.uncertainty import Interval, SimulationBootstrap, with_interval
 from turbexp.units import MYR_S, PC_CM, sound_speed_cm_s, time_code, time_myr
@@ -124,7 +123,6 @@ __all__ = [
     "draw_roc",
     "embed",
     "finish_roc",
-    "fit_context",
     "home",
     "hookimpl",
     "images_per_simulation",

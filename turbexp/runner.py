@@ -334,10 +334,10 @@ def _train(plan: ExperimentPlan, data: ImageSet, experiment_id: str, role: str,
     pipeline = Pipeline([("features", transformer), ("estimator", estimator)])
     reporter = training.EpochReporter()
     with step(f"{spec.name}: refitting the best configuration on train + test",
-              enabled=show_progress), \
-            training.fitting(training.FitContext(reporter, groups=data.simulation[fit],
-                                                 metadata=data.metadata_of(fit))):
-        pipeline.fit(data.images[fit], data.target[fit])
+              enabled=show_progress):
+        training.fit(pipeline, data.images[fit], data.target[fit],
+                     training.FitContext(reporter, groups=data.simulation[fit],
+                                         metadata=data.metadata_of(fit)))
     reporter.log_learning_curve()
     return pipeline, float(tuned.best.value), tuned.completed
 

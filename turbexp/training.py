@@ -1,25 +1,28 @@
 """What an estimator that trains in epochs can learn about the fit it is part of.
 
-The runner wraps every ``fit`` in a :class:`FitContext` (see :func:`fitting`):
-an :class:`EpochReporter` that logs per-epoch metrics to the active MLflow run
-and reports to the Optuna trial (pruning it when the trial's pruner says so),
-the validation data of a tuning trial, and the simulation and stored metadata
-of each image. Estimators read it with :func:`current`; those that ignore it
-(every scikit-learn estimator) are unaffected. Nothing here depends on a deep
+The runner fits every model with :func:`fit`, which hands a :class:`FitContext`
+(an :class:`EpochReporter` that logs per-epoch metrics to the active MLflow run
+and reports to the Optuna trial, pruning it when the trial's pruner says so; the
+validation data of a tuning trial; the simulation and stored metadata of each
+image) by scikit-learn's metadata routing to every part of the model that
+requests it: a ``fit(X, y, fit_context=None)`` whose class declares
+``__metadata_request__fit = {"fit_context": True}``. Parts that do not (every
+scikit-learn estimator) are fitted as usual. Nothing here depends on a deep
 learning framework.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 Objective = tuple[str, Callable[[Any], float]]
+
+FIT_CONTEXT = "fit_context"
+"""The fit parameter, routed by scikit-learn's metadata routing, that carries the context."""
 
 
 class EpochReporter:
@@ -122,19 +125,13 @@ class FitContext:
             self.reporter.report(epoch, metrics, estimator)
 
 
-_CURRENT: ContextVar[FitContext | None] = ContextVar("turbexp_fit_context", default=None)
+def fit(model: Any, X: Any, y: Any, context: FitContext) -> Any:
+    """``model.fit(X, y)`` (an estimator or a pipeline), with ``context`` routed as
+    ``fit_context`` to every part whose class requests it; returns the fitted model."""
+    from sklearn import config_context
+    from sklearn.utils.metadata_routing import get_routing_for_object
 
-
-def current() -> FitContext:
-    """The context of the fit in progress; an empty one outside :func:`fitting`."""
-    return _CURRENT.get() or FitContext()
-
-
-@contextmanager
-def fitting(context: FitContext) -> Iterator[FitContext]:
-    """Make ``context`` the current one for the duration of the block."""
-    token = _CURRENT.set(context)
-    try:
-        yield context
-    finally:
-        _CURRENT.reset(token)
+    with config_context(enable_metadata_routing=True):
+        if get_routing_for_object(model).consumes("fit", [FIT_CONTEXT]):
+            return model.fit(X, y, **{FIT_CONTEXT: context})
+        return model.fit(X, y)

@@ -294,8 +294,7 @@ def tune(plan: ExperimentPlan, data: ImageSet, show_progress: bool) -> Tuned:
                     reporter, validation=(x_test, y[test]), groups=data.simulation[train],
                     metadata=data.metadata_of(train), validation_metadata=data.metadata_of(test),
                     tuning=True)
-                with training.fitting(context):
-                    model.fit(x_train, y[train])
+                training.fit(model, x_train, y[train], context)
                 scores = _score(task, model, x_test, y[test])
             except TRIAL_ERRORS as exc:
                 trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from sklearn.pipeline import Pipeline
 
 from turbexp import training
 from turbexp_deep.cnn import Architecture, build, last_conv_layer
@@ -22,6 +23,7 @@ from turbexp_deep.estimator import (
     validation_rows,
 )
 from turbexp_deep.gradient_reversal import GradientReversal, dann_weight
+from turbexp_deep.pixels import PixelsTransformer
 from turbexp_deep.saliency import edge_ratio, saliency_maps
 
 SMALL = {"conv_layers": 2, "filters": 4, "dense_units": 16, "batch_size": 8,
@@ -188,12 +190,16 @@ def test_validation_holds_out_whole_simulations_of_each_class() -> None:
     assert not validation_rows(y[:8], groups[:8], 0.2, 0, True).any()  # 1 simulation a class
 
 
-def test_validation_data_from_the_fit_context_is_used() -> None:
+def test_the_fit_context_reaches_the_cnn_through_the_pipeline() -> None:
     x, y = _classes()
-    context = training.FitContext(validation=(x[:8], y[:8]))
-    with training.fitting(context):
-        model = CnnClassifier(**SMALL, epochs=2).fit(x[8:], y[8:])
-    assert len(model.history_["val_loss"]) == 2
+    reporter = training.EpochReporter(log=False)
+    context = training.FitContext(reporter, validation=(x[:8], y[:8]))
+    pipeline = Pipeline([("features", PixelsTransformer()),
+                         ("estimator", CnnClassifier(**SMALL, epochs=2))])
+    training.fit(pipeline, x[8:], y[8:], context)
+    model = pipeline[-1]
+    assert len(model.history_["val_loss"]) == 2  # validated on the context's data
+    assert reporter.epochs == 2 and "val_loss" in reporter.history
 
 
 def test_saliency_has_the_image_shape_and_is_not_constant() -> None:

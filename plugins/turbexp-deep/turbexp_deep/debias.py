@@ -30,7 +30,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from turbexp.api import FitContext, fit_context, metrics
+from turbexp.api import FitContext, metrics
 from turbexp_deep import cnn
 from turbexp_deep.data import Augment, as_images
 from turbexp_deep.estimator import (
@@ -188,11 +188,13 @@ class DebiasedCnnEstimator(KerasImageEstimator):
             [float(weight)] * self.n_epochs_
         return task_model
 
-    def fit(self, X: Any, y: Any, nuisance: Sequence[Any] | None = None) -> Any:
+    def fit(self, X: Any, y: Any, nuisance: Sequence[Any] | None = None,
+            fit_context: FitContext | None = None) -> Any:
         """Train on images ``X`` and targets ``y``; ``nuisance`` holds each image's raw
-        nuisance value, by default the metadata value named by the ``nuisance`` parameter."""
+        nuisance value, by default the metadata value named by the ``nuisance`` parameter
+        (from ``fit_context``, routed by turbexp, like the validation data)."""
         x, y = as_images(X), np.asarray(y)
-        context = fit_context()
+        context = fit_context or FitContext()
         raw = list(nuisance) if nuisance is not None else \
             metadata_values(context.metadata, self.nuisance)
         if not (len(x) == len(y) == len(raw)):

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
-from turbexp.api import FitContext, fit_context
+from turbexp.api import FitContext
 from turbexp_deep import cnn
 from turbexp_deep.data import Augment, as_images, make_dataset
 from turbexp_deep.gradient_reversal import GradientReversal
@@ -107,6 +107,8 @@ class KerasImageEstimator(KerasState, BaseEstimator):
     task: ClassVar[str] = ""
     keras_attributes: ClassVar[tuple[str, ...]] = ("model_",)
     monitor: ClassVar[str] = "val_loss"
+    # turbexp routes its FitContext (epoch reporting, validation data) to ``fit``
+    __metadata_request__fit: ClassVar[dict[str, bool]] = {"fit_context": True}
 
     def __init__(
         self,
@@ -183,12 +185,14 @@ class KerasImageEstimator(KerasState, BaseEstimator):
             return everything, None
         return ~held, held
 
-    def fit(self, X: Any, y: Any) -> KerasImageEstimator:
-        """Train on images ``X`` and targets ``y`` (class labels or the index n)."""
+    def fit(self, X: Any, y: Any, fit_context: FitContext | None = None
+            ) -> KerasImageEstimator:
+        """Train on images ``X`` and targets ``y`` (class labels or the index n), reporting
+        epochs and validating as ``fit_context`` (routed by turbexp) says."""
         x, y = as_images(X), np.asarray(y)
         if len(x) != len(y):
             raise ValueError(f"{len(x)} images but {len(y)} targets")
-        context = fit_context()
+        context = fit_context or FitContext()
         seed_everything(self.seed, self.deterministic)
         self._learn_targets(y)
         train, held = self._split(x, y, context)
