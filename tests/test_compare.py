@@ -14,7 +14,7 @@ from conftest import TINY_CAMPAIGN, turbexp_cli, write
 from matplotlib.collections import PathCollection
 from mlflow.tracking import MlflowClient
 
-from turbexp import compare
+from turbexp.commands import compare
 from turbexp.errors import UserError
 from turbexp.holdout import Holdout, HoldoutPart, paired_differences
 from turbexp.plugins import registry

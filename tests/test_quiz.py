@@ -29,12 +29,12 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 from scipy.stats import beta, binomtest
 
-from turbexp import quiz as q
 from turbexp.campaign import plan_campaign, run_campaign
 from turbexp.cli import main
+from turbexp.commands import quiz as q
+from turbexp.commands.quiz_server import QuizHandler, QuizServer, bind
 from turbexp.errors import UserError
 from turbexp.maps import read_map
-from turbexp.quiz_server import QuizHandler, QuizServer, bind
 from turbexp.store import SimulationStore
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -96,7 +96,7 @@ def test_the_shipped_catalogue_runs_at_paper_scale() -> None:
     images = main.spec.data.images
     assert (images.size, images.cuts, images.flips, len(images.projections)) == (250, 4, 4, 3)
     assert main.campaign.spec.grid // 2 == images.size  # a quarter of the map, not resized
-    from turbexp.cost import _split_sizes
+    from turbexp.commands.cost import _split_sizes
 
     assert _split_sizes(main)["train"] == 38_400
 

@@ -99,7 +99,7 @@ def run(files: tuple[str, ...], jobs: int | None, assignments: tuple[str, ...],
         overrides["repeats"] = repeats
     plans = plan_experiments(list(files), overrides=overrides, scale=scale)
     if dry_run:
-        from turbexp.cost import estimate, render
+        from turbexp.commands.cost import estimate, render
 
         render(estimate(plans), out)
         return
@@ -253,8 +253,8 @@ def compare(runs: tuple[str, ...], out_dir: str | None, name: str | None) -> Non
     headline metric beside the physics baseline; log them to a comparison run in MLflow."""
     from pathlib import Path
 
-    from turbexp.compare import compare as compare_runs
-    from turbexp.compare import sizes
+    from turbexp.commands.compare import compare as compare_runs
+    from turbexp.commands.compare import sizes
     from turbexp.tracking import existing_store
 
     existing_store()
@@ -323,8 +323,8 @@ def predict(model_uri: str, maps: tuple[str, ...], out_dir: str, max_masked: flo
     """
     from pathlib import Path
 
+    from turbexp.commands.predict import ScaleOptions, predict_maps
     from turbexp.conformal import LEVEL
-    from turbexp.predict import ScaleOptions, predict_maps
     from turbexp.tracking import existing_store
 
     existing_store()
@@ -380,9 +380,9 @@ def quiz(more_real: tuple[str, ...], real: tuple[str, ...], simulated: str | Non
 
     Answers are saved as they are given; run again with the same --session to resume.
     """
-    from turbexp import quiz as q
+    from turbexp.commands import quiz as q
+    from turbexp.commands.quiz_server import bind, serve
     from turbexp.paths import cache_dir
-    from turbexp.quiz_server import bind, serve
     from turbexp.store import SimulationStore
 
     _check_host(host, allow_remote, "the quiz")

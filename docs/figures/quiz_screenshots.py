@@ -52,8 +52,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="quiz-demo-"))
     os.environ["TURBEXP_HOME"] = str(root / "home")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
-    from turbexp import quiz as q
-    from turbexp.quiz_server import bind
+    from turbexp.commands import quiz as q
+    from turbexp.commands.quiz_server import bind
     from turbexp.store import SimulationStore
 
     campaign = root / "demo.yaml"

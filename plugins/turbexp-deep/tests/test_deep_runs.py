@@ -21,8 +21,8 @@ from deep_support import (
 )
 from mlflow.tracking import MlflowClient
 
+from turbexp.commands.predict import ScaleOptions, predict_maps
 from turbexp.paths import optuna_storage
-from turbexp.predict import ScaleOptions, predict_maps
 from turbexp.runner import RunSummary
 
 CNN_EXPERIMENT = experiment(

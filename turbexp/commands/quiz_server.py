@@ -18,8 +18,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from turbexp.commands.quiz import CI_METHOD, CONFIDENCE, AnswerRejected, QuizSession
 from turbexp.errors import UserError
-from turbexp.quiz import CI_METHOD, CONFIDENCE, AnswerRejected, QuizSession
 
 MAX_FORM_BYTES = 1024
 READ_TIMEOUT_S = 10
