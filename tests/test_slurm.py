@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write
+from conftest import turbexp_cli, write
 from submitit.core.utils import DelayedSubmission
 from submitit.helpers import Checkpointable
 
@@ -101,3 +101,11 @@ def test_a_refused_submission_is_a_clear_error(fake_slurm: Path, workdir: Path) 
         run_campaign(plan_campaign(campaign), SimulationStore(workdir / "c"), wait=False,
                      show_progress=False)
     assert "cluster.yaml" in str(error.value)
+
+
+def test_the_command_names_the_submitted_array(fake_slurm: Path, workdir: Path) -> None:
+    write(workdir / "sims" / "cluster.yaml", CAMPAIGN)
+    result = turbexp_cli("sims", "run", "sims/cluster.yaml", "--no-wait", "--no-progress",
+                         cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "0 failed, 2 submitted to SLURM (array job 4242)" in " ".join(result.stdout.split())

@@ -197,10 +197,11 @@ def sims_run(files: tuple[str, ...], jobs: int | None, executor: str | None, wai
         outcome = run_campaign(plan, store, jobs=jobs, executor=executor, wait=wait,
                                show_progress=not no_progress)
         pending = len(plan.simulations) - outcome.done - outcome.reused - len(outcome.failed)
+        arrays = ", ".join(sorted({job.split("_")[0] for job in outcome.submitted}))
         out.print(f"{plan.spec.name}: {len(plan.simulations)} simulations, "
                   f"{outcome.done} made, {outcome.reused} already in {store.root}, "
                   f"{len(outcome.failed)} failed"
-                  + (f", {pending} submitted to SLURM" if pending else ""))
+                  + (f", {pending} submitted to SLURM (array job {arrays})" if pending else ""))
         for key, error in outcome.failed.items():
             console.print(f"  [red]failed[/] {key[:12]}: {escape(error)}", soft_wrap=True)
         failed += len(outcome.failed)
