@@ -30,6 +30,7 @@ def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
         raise plan.doc.error(str(exc), ("data", "split")) from None
     images, sims, index, target, split, strata = [], [], [], [], [], []
     stored_metadata: dict[int, dict[str, Any]] = {}
+    checksums: dict[int, str] = {}
     missing = 0
     pixel_pc = plan.campaign.spec.physics.box_pc / plan.campaign.spec.grid
     for (position, sim, y, stratum), part in zip(members, parts, strict=True):
@@ -38,6 +39,7 @@ def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
             continue
         stored = store.get(sim.key)
         stored_metadata[position] = stored.metadata
+        checksums[position] = stored.checksum
         block = np.concatenate([images_from_maps(view, spec.data.images) for view in
                                 views(stored.column_density, pixel_pc, spec.data.observation)])
         images.append(block)
@@ -56,7 +58,7 @@ def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
                         file=str(plan.path), field="data.campaign")
     data = ImageSet(np.concatenate(images), np.concatenate(sims), np.concatenate(index),
                     np.concatenate(target), np.concatenate(split), stored_metadata,
-                    np.concatenate(strata))
+                    np.concatenate(strata), checksums)
     for name in ("train", "test", "holdout"):
         if not data.part(name).any():
             raise UserError(f"no simulation of the {name} split is available; see the failed "

@@ -114,6 +114,7 @@ class ImageSet:
     split: np.ndarray  # (n,) 0 train, 1 test, 2 holdout
     metadata: dict[int, dict[str, Any]] = field(default_factory=dict)  # simulation -> stored
     stratum: np.ndarray | None = None  # (n,) the split's stratum: class, or campaign group
+    checksums: dict[int, str] = field(default_factory=dict)  # simulation -> its maps' SHA-256
 
     def part(self, *names: str) -> np.ndarray:
         """Boolean mask of the images in the named splits."""

@@ -34,6 +34,7 @@ from turbexp.experiment import ExperimentPlan
 from turbexp.holdout import PREDICTIONS, Holdout, HoldoutPart
 from turbexp.image_set import build_image_set, splits
 from turbexp.images import ImageSet, images_per_simulation
+from turbexp.lineage import log_datasets
 from turbexp.model_logging import log_model
 from turbexp.paths import optuna_storage
 from turbexp.plugin_types import ReportContext
@@ -210,6 +211,7 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
         if spec.description and not nested:
             mlflow.set_tag("mlflow.note.content", spec.description)
         _log_spec(plan, data)
+        log_datasets(plan, data)
         best_test: float | None = None
         trials = 0
         if spec.model is None:

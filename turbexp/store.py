@@ -58,6 +58,7 @@ class StoredSimulation:
     column_density: np.ndarray
     params: dict[str, Any]
     metadata: dict[str, Any]
+    checksum: str = ""  # SHA-256 of the maps, as verified
 
 
 class CorruptEntry(Exception):
@@ -113,7 +114,7 @@ class SimulationStore:
         if not isinstance(header.get("params"), dict) or \
                 not isinstance(header.get("metadata"), dict):
             raise CorruptEntry(f"{path}: no parameters or metadata")
-        return StoredSimulation(key, data, header["params"], header["metadata"])
+        return StoredSimulation(key, data, header["params"], header["metadata"], header["sha256"])
 
     def verify(self, key: str) -> bool:
         """True if the entry exists and is intact; a damaged entry is removed."""
