@@ -21,7 +21,7 @@ from turbexp.image_set import build_image_set
 from turbexp.images import images_from_maps
 from turbexp.spec import ImagesSpec
 from turbexp.store import SimulationStore
-from turbexp.tracking import load_pipeline
+from turbexp.tracking import load_pipeline, run_model_uri
 
 # another solver set-up (HLL instead of LLF, a finer grid, other seeds): "another code"
 OTHER = (TINY_CAMPAIGN.replace("name: tiny", "name: other").replace("grid: 16", "grid: 32")
@@ -97,7 +97,7 @@ def test_a_classifier_scored_on_another_code(workdir: Path) -> None:
     for name in ("accuracy", "roc_auc"):
         assert m[f"cross_holdout_{name}"] == pytest.approx(m[f"holdout_{name}"])
     # the other campaign's row, recomputed here from the logged model and the cached maps
-    model = load_pipeline(f"runs:/{run.info.run_id}/model")
+    model = load_pipeline(run_model_uri(run))
     images, index = _other_images(workdir, "other.yaml", ImagesSpec(size=16, cuts=1, flips=2))
     y = (index == 4.0).astype(int)
     p = model.predict_proba(images)[:, 1]
@@ -144,7 +144,7 @@ def test_a_regression_scored_on_another_code(workdir: Path) -> None:
     run = _run(workdir, "cross-index")
     m = run.data.metrics
     assert m["cross_holdout_mse"] == pytest.approx(m["holdout_mse"])
-    model = load_pipeline(f"runs:/{run.info.run_id}/model")
+    model = load_pipeline(run_model_uri(run))
     images, n = _other_images(workdir, "spread_hll.yaml", ImagesSpec(size=16, cuts=1, flips=2))
     predicted = model.predict(images)
     assert m["cross_other_mse"] == pytest.approx(np.mean((predicted - n) ** 2))

@@ -86,8 +86,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
         [experiment], filter_string="tags.`turbexp.role` = 'experiment'")}
     [model] = [m for m in client.search_logged_models([experiment])
                if m.source_run_id == runs["tiny-hog-svm"]]
-    return Models(env, f"models:/{model.model_id}", f"runs:/{runs['tiny-logistic']}/model",
-                  f"runs:/{runs['tiny-svr']}/model")
+    return Models(env, f"models:/{model.model_id}", f"runs:/{runs['tiny-logistic']}/tiny-logistic",
+                  f"runs:/{runs['tiny-svr']}/tiny-svr")
 
 
 @pytest.fixture

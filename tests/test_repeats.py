@@ -86,7 +86,7 @@ def test_an_analysis_scores_the_named_experiments_model_without_training(tiny: P
     [analysis] = _runs(experiment="tiny-reuse", role="experiment")
     assert analysis.info.start_time > source.info.start_time
     assert not _runs(role="trial", experiment="tiny-reuse")
-    assert analysis.data.tags["turbexp.model_source"] == f"runs:/{source.info.run_id}/model"
+    assert analysis.data.tags["turbexp.model_source"] == f"runs:/{source.info.run_id}/tiny-hog-svm"
     # the same model on the same holdout: the same numbers
     for name in ("holdout_roc_auc", "holdout_accuracy", "holdout_roc_auc_ci95_low"):
         assert analysis.data.metrics[name] == source.data.metrics[name]

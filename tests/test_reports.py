@@ -165,7 +165,7 @@ def test_a_failing_report_leaves_the_model_and_the_other_reports_logged(
     import mlflow
     from conftest import TINY_EXPERIMENT, fake_distribution, turbexp_cli, write
 
-    from turbexp.tracking import load_pipeline
+    from turbexp.tracking import load_pipeline, run_model_uri
 
     root = tiny.parent.parent
     site = fake_distribution(root / "site", "turbexp-broken-report", "broken", BROKEN_REPORT)
@@ -188,4 +188,4 @@ def test_a_failing_report_leaves_the_model_and_the_other_reports_logged(
     assert "RuntimeError: this report always fails" in traceback
     # the model was logged before the reports ran: it is there and loads
     assert run.data.tags["turbexp.model_run"] == run.info.run_id
-    assert hasattr(load_pipeline(f"runs:/{run.info.run_id}/model"), "predict")
+    assert hasattr(load_pipeline(run_model_uri(run)), "predict")

@@ -319,6 +319,9 @@ def predict(model_uri: str, maps: tuple[str, ...], out_dir: str, max_masked: flo
             pixel_scale: float | None, distance: float | None, ignore_scale: bool) -> None:
     """Spectral index n (or class probability) of column-density MAPS (FITS), tile by tile.
 
+    MODEL_URI: an experiment's name (its newest registered model), a run id, runs:/RUN_ID,
+    models:/NAME@ALIAS, models:/NAME/VERSION or experiment:NAME.
+
     Tiles cover what the model's training images covered (in pc), at each map's pixel
     scale, and are resampled to the model's image size.
     """

@@ -1,5 +1,7 @@
 """An experiment's fitted pipeline logged to MLflow: skops format, signature, requirements,
-and the tags ``turbexp predict`` reads (classes, physical scale, beam)."""
+and the tags ``turbexp predict`` reads (classes, physical scale, beam). The model is named
+after the experiment and registered under that name, its newest version with the alias
+``newest`` (repeats register repeat 0's model only, the one the experiment's run names)."""
 
 from __future__ import annotations
 
@@ -29,8 +31,11 @@ def _plugin_types(model: Any) -> list[str]:
     return sorted(found)
 
 
-def log_model(plan: ExperimentPlan, pipeline: Pipeline, example: np.ndarray) -> None:
+def log_model(plan: ExperimentPlan, pipeline: Pipeline, example: np.ndarray) -> str:
+    """Log and register the model; returns its URI (``models:/NAME/VERSION`` when registered,
+    else ``runs:/ID/NAME``)."""
     import sklearn
+    from mlflow.tracking import MlflowClient
 
     assert plan.features is not None and plan.estimator is not None
     plugins = (plan.features.plugin, plan.estimator.plugin)
@@ -40,11 +45,13 @@ def log_model(plan: ExperimentPlan, pipeline: Pipeline, example: np.ndarray) -> 
                     *(f"{name}=={version}" for name, version in sorted(packages.items())),
                     *extra]
     signature = infer_signature(example, pipeline.predict(example))
-    with warnings.catch_warnings():
+    name = plan.spec.name
+    with warnings.catch_warnings(), tracking.quiet_mlflow():
         warnings.simplefilter("ignore")
-        mlflow.sklearn.log_model(
+        info = mlflow.sklearn.log_model(
             pipeline,
-            name="model",
+            name=name,
+            registered_model_name=name if plan.repeat == 0 else None,
             signature=signature,
             input_example=example,
             pip_requirements=requirements,
@@ -58,4 +65,10 @@ def log_model(plan: ExperimentPlan, pipeline: Pipeline, example: np.ndarray) -> 
     mlflow.set_tags({f"{tracking.TAG}.image_pc": f"{side:.8g}",
                      f"{tracking.TAG}.pixel_pc": f"{side / images.size:.8g}",
                      f"{tracking.TAG}.beam_fwhm_pc":
-                         f"{plan.spec.data.observation.beam_fwhm_pc:.8g}"})
+                         f"{plan.spec.data.observation.beam_fwhm_pc:.8g}",
+                     tracking.MODEL_NAME: name})
+    version = info.registered_model_version
+    if version is None:
+        return f"runs:/{mlflow.active_run().info.run_id}/{name}"
+    MlflowClient().set_registered_model_alias(name, tracking.NEWEST, str(version))
+    return f"models:/{name}/{version}"

@@ -62,6 +62,7 @@ class RunSummary:
     n_images: int
     repeats: int = 1
     spread: float | None = None  # standard deviation of the metric across repeats
+    model_uri: str | None = None  # the model it logged (None when it trained none)
 
 
 @dataclass
@@ -71,6 +72,7 @@ class _Outcome:
     scores: dict[str, Interval]
     best_test: float | None
     trials: int
+    model_uri: str | None = None
 
 
 def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int | None = None,
@@ -99,8 +101,12 @@ def run_experiment(plan: ExperimentPlan, store: SimulationStore, *, jobs: int | 
     spread = "" if summary.spread is None else \
         f", sd {summary.spread:.2g} over {summary.repeats} repeats"
     console.print(f"[green]✓[/] {plan.spec.name}: holdout {summary.metric} = {value}{spread} "
-                  f"({summary.n_simulations} holdout simulations, {summary.n_images} images) "
-                  f"run {summary.run_id}", soft_wrap=True)
+                  f"({summary.n_simulations} holdout simulations, {summary.n_images} images)",
+                  soft_wrap=True)
+    console.print(f"  run {summary.run_id}", soft_wrap=True, highlight=False)
+    if summary.model_uri:
+        console.print(f"  model {summary.model_uri} (turbexp predict {plan.spec.name} MAPS)",
+                      soft_wrap=True, highlight=False)
     return summary
 
 
@@ -119,13 +125,14 @@ def _say_how_to_resume(plan: ExperimentPlan) -> None:
 def _summary(plan: ExperimentPlan, outcome: _Outcome) -> RunSummary:
     return RunSummary(plan.spec.name, outcome.run_id, plan.metric, outcome.scores[plan.metric],
                       outcome.best_test, outcome.trials, outcome.holdout.n_simulations,
-                      outcome.holdout.n_images)
+                      outcome.holdout.n_images, model_uri=outcome.model_uri)
 
 
 def _tags(plan: ExperimentPlan, role: str) -> dict[str, str]:
     spec = plan.spec
     plugins = [p.plugin for p in (plan.features, plan.estimator) if p is not None]
     plugins += [plan.campaign.simulator, *(r.plugin for r in plan.reports)]
+    commit = tracking.git_commit(plan.path.parent)
     tags = {
         tracking.ROLE: role,
         f"{tracking.TAG}.experiment": spec.name,
@@ -135,12 +142,14 @@ def _tags(plan: ExperimentPlan, role: str) -> dict[str, str]:
         f"{tracking.TAG}.campaign_hash": plan.campaign.content_hash,
         f"{tracking.TAG}.data_hash": plan.data_hash,
         f"{tracking.TAG}.spec_hash": plan.spec_hash,
-        f"{tracking.TAG}.git_commit": tracking.git_commit(plan.path.parent),
+        f"{tracking.TAG}.git_commit": commit,
         f"{tracking.TAG}.plugins": tracking.plugin_versions(plugins),
         f"{tracking.TAG}.headline_metric": f"holdout_{plan.metric}",
         f"{tracking.TAG}.scale": plan.scale or "default",
         **tracking.process_tags(),
     }
+    if commit != "unknown":  # MLflow's own tag: the UI shows it as the run's source version
+        tags["mlflow.source.git.commit"] = commit.removesuffix("+dirty")
     if plan.overrides:
         tags[f"{tracking.TAG}.overrides"] = json.dumps(plan.overrides, sort_keys=True)
     return tags
@@ -244,13 +253,14 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
             simulation=data.simulation[holdout],
             bootstrap=result.bootstrap(boot.resamples, boot.seed), map_interval=halfwidth,
             map_calibration=calibrated)
+        model_uri = None
         if spec.model is None:  # before the reports: a report that fails leaves it logged
             with step(f"{spec.name}: logging the model", enabled=show_progress):
-                log_model(plan, pipeline, data.images[data.part("holdout")][:4])
+                model_uri = log_model(plan, pipeline, data.images[data.part("holdout")][:4])
             mlflow.set_tag(tracking.MODEL_RUN, run.info.run_id)
         interrupt.check()
         log_reports(plan, context, store, jobs, show_progress)
-        return _Outcome(run.info.run_id, result, scores, best_test, trials)
+        return _Outcome(run.info.run_id, result, scores, best_test, trials, model_uri)
 
 
 def _test_and_holdout_maps(plan: ExperimentPlan, pipeline: Pipeline, data: ImageSet,
@@ -356,7 +366,7 @@ def _reused_model(plan: ExperimentPlan) -> Any:
         raise UserError(f"the model of {name!r} (run {source.info.run_id}) was trained on other "
                         "data: reusing it needs the same campaign, images, split and task",
                         file=str(plan.path), field="model")
-    uri = f"runs:/{source.info.run_id}/model"
+    uri = tracking.run_model_uri(source)
     try:
         pipeline = tracking.load_pipeline(uri)
     except ValueError as exc:
@@ -410,4 +420,5 @@ def _run_repeats(plan: ExperimentPlan, store: SimulationStore, experiment_id: st
         return RunSummary(spec.name, parent.info.run_id, metric, scores[metric],
                           float(np.mean(best)) if best else None,
                           sum(o.trials for o in outcomes), combined.n_simulations,
-                          combined.n_images, spec.repeats, spreads[f"holdout_{metric}_sd"])
+                          combined.n_images, spec.repeats, spreads[f"holdout_{metric}_sd"],
+                          outcomes[0].model_uri)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import io
 import json
+import logging
 import math
 import os
+import re
 import socket
 import subprocess
 import time
@@ -40,7 +44,7 @@ def use_experiment() -> str:
     """
     uri = mlflow.get_tracking_uri()
     try:
-        with _store_creation_lock(uri):
+        with _store_creation_lock(uri), quiet_mlflow():
             name = mlflow_experiment_name()
             client = MlflowClient()
             if client.get_experiment_by_name(name) is None:
@@ -51,6 +55,28 @@ def use_experiment() -> str:
         raise UserError(f"cannot open the MLflow tracking store {uri!r}: "
                         f"{type(exc).__name__}: {reason}",
                         field="MLFLOW_TRACKING_URI") from None
+
+
+QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration",
+                 "mlflow.tracking._model_registry.fluent")
+"""MLflow's notes on creating a store and registering a model: not for turbexp's output."""
+
+
+@contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """MLflow's start-up and registration notes (its loggers at INFO, its prints on stderr)
+    left out of the output for the block; its logged warnings and its exceptions still come
+    through."""
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _sqlite_file(uri: str) -> Path | None:
@@ -243,6 +269,18 @@ EXPERIMENT_URI = "experiment:"
 MODEL_RUN = f"{TAG}.model_run"
 """Tag of an experiment's parent run: the run holding its model (itself, or the nested run
 of repeat 0 when the experiment is repeated)."""
+MODEL_NAME = f"{TAG}.model_name"
+"""Tag of a run that logged a model: the model's name, the experiment's (older runs: none,
+their model is named ``model``)."""
+NEWEST = "newest"
+"""Alias of the version of an experiment's registered model logged last (MLflow reserves
+``latest``; ``models:/NAME/latest`` is its own name for the highest version)."""
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def run_model_uri(run: Any) -> str:
+    """``runs:/ID/NAME``, the model that ``run`` logged."""
+    return f"runs:/{run.info.run_id}/{run.data.tags.get(MODEL_NAME, 'model')}"
 
 
 def model_run(name: str) -> Any:
@@ -263,12 +301,37 @@ def model_run(name: str) -> Any:
 
 
 def resolve_model_uri(uri: str) -> str:
-    """``experiment:NAME`` names the model of that experiment's latest finished run; any
-    other URI (``models:/...``, ``runs:/...``) is returned as it is. ``ValueError`` if the
-    experiment has no finished run."""
-    if not uri.startswith(EXPERIMENT_URI):
+    """A model as a user names it, as an MLflow model URI:
+
+    - ``experiment:NAME``: the model of that experiment's latest finished run;
+    - ``runs:/ID`` or a bare run id: the model that run logged;
+    - a name: the version of that registered model with the alias ``newest``;
+    - anything else (``models:/NAME@alias``, ``models:/NAME/3``, ``runs:/ID/PATH``, a
+      folder) as it is.
+
+    ``ValueError``, saying what would work, when the experiment, run or model is not in the
+    tracking store."""
+    if uri.startswith(EXPERIMENT_URI):
+        return run_model_uri(model_run(uri.removeprefix(EXPERIMENT_URI)))
+    run_id = uri.removeprefix("runs:/").strip("/")
+    if RUN_ID.fullmatch(run_id):
+        try:
+            return run_model_uri(MlflowClient().get_run(run_id))
+        except Exception as exc:  # MLflow raises its own exception for a missing run
+            raise ValueError(f"no run {run_id} in the tracking store "
+                             f"{mlflow.get_tracking_uri()}") from exc
+    if ":" in uri or "/" in uri or Path(uri).exists():
         return uri
-    return f"runs:/{model_run(uri.removeprefix(EXPERIMENT_URI)).info.run_id}/model"
+    from mlflow.exceptions import MlflowException
+
+    try:
+        MlflowClient().get_registered_model(uri)
+    except MlflowException:
+        known = sorted(m.name for m in MlflowClient().search_registered_models())
+        raise ValueError(f"no registered model {uri!r} (registered: "
+                         f"{', '.join(known) or 'none'}); give an experiment's name once it "
+                         "has run, models:/NAME@ALIAS, runs:/RUN_ID or a run id") from None
+    return f"models:/{uri}@{NEWEST}"
 
 
 @contextmanager

@@ -214,10 +214,17 @@ def _quiet_mlflow() -> Iterator[None]:
 
 
 def describe_model(uri: str) -> ModelDescription:
-    """Check that ``uri`` names a turbexp model; its image size and classes."""
+    """Check that ``uri`` names a turbexp model (an experiment's name, a run id or an MLflow
+    model URI: :func:`turbexp.tracking.resolve_model_uri`); its image size and classes."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from turbexp import tracking
+
+    try:
+        uri = tracking.resolve_model_uri(uri)
+    except ValueError as exc:
+        raise UserError(str(exc), field=FIELD) from None
     try:
         with _quiet_mlflow():
             info = mlflow.models.get_model_info(uri)

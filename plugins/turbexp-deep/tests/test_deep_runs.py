@@ -200,7 +200,7 @@ def test_experiment_uri_names_the_latest_finished_model(runs: Runs) -> None:
     from turbexp.tracking import resolve_model_uri
 
     name = mlflow.get_run(runs.index.run_id).data.tags["turbexp.experiment"]
-    assert resolve_model_uri(f"experiment:{name}") == f"runs:/{runs.index.run_id}/model"
+    assert resolve_model_uri(f"experiment:{name}") == f"runs:/{runs.index.run_id}/{name}"
     assert resolve_model_uri("models:/m-1") == "models:/m-1"
     with pytest.raises(ValueError, match="no finished run"):
         resolve_model_uri("experiment:never-run")
