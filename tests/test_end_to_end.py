@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -140,10 +141,46 @@ def test_list_shows_the_last_run_and_its_headline_metric(tiny: Path) -> None:
     assert "never" in before.stdout
     assert turbexp_cli("run", str(tiny), "--no-progress", cwd=root).returncode == 0
     [parent] = _runs("experiment")
-    after = turbexp_cli("list", str(tiny), cwd=root)
-    row = next(line for line in after.stdout.splitlines() if "tiny-hog-svm" in line)
-    assert "FINISHED" in row and "holdout_roc_auc" in row
-    assert f"{parent.data.metrics['holdout_roc_auc']:.4g}" in row
+    after = turbexp_cli("list", str(tiny), cwd=root)  # piped: tab-separated, complete
+    header, row = after.stdout.splitlines()
+    fields = dict(zip(header.split("\t"), row.split("\t"), strict=True))
+    assert fields["experiment"] == "tiny-hog-svm" and fields["status"] == "FINISHED"
+    assert fields["run_id"] == parent.info.run_id
+    assert fields["model_uri"] == "models:/tiny-hog-svm/1"
+    assert fields["metric"] == "holdout_roc_auc"
+    assert float(fields["value"]) == parent.data.metrics["holdout_roc_auc"]
+
+    as_json = turbexp_cli("list", str(tiny), "--json", cwd=root)
+    [entry] = json.loads(as_json.stdout)
+    metrics = parent.data.metrics  # no interval when a class has one holdout simulation
+    assert entry == {**fields, "value": metrics["holdout_roc_auc"],
+                     "ci95_low": metrics.get("holdout_roc_auc_ci95_low", ""),
+                     "ci95_high": metrics.get("holdout_roc_auc_ci95_high", "")}
+
+
+def test_list_fits_80_columns_without_cutting_names(tiny: Path) -> None:
+    from rich.console import Console
+
+    from turbexp.commands import catalogue
+
+    long = "adversarial_debias_developed"
+    rows = [dict.fromkeys(catalogue.COLUMNS, "") | {
+        "experiment": name, "file": f"experiments/{name}.yaml", "metric": "holdout_roc_auc",
+        "run_id": "87525b5c3b92474f9b6e0a1c2d3e4f50", "last_run": "2026-12-01 10:00",
+        "status": "FINISHED", "model_uri": f"models:/{name}/12", "value": 0.84,
+        "ci95_low": 0.77, "ci95_high": 0.93} for name in (long, "adversarial_debias")]
+    console = Console(width=80, record=True, force_terminal=False)
+    catalogue.render(rows, console)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text
+    columns: dict[int, str] = {}  # each column's cells read top to bottom, spaces dropped
+    for line in text.splitlines():
+        for i, cell in enumerate(line.split("│")[1:-1]):
+            columns[i] = columns.get(i, "") + "".join(cell.split())
+    for part in (long, "87525b5c3b92474f9b6e0a1c2d3e4f50", f"models:/{long}/12",
+                 "0.84[0.77,0.93]"):
+        assert any(part in column for column in columns.values()), part
 
 
 def test_ui_serves_mlflow_on_loopback(workdir: Path) -> None:

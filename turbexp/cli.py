@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import glob
-import math
 import os
 import sys
-from datetime import datetime
 
 import click
 from rich.console import Console
@@ -211,36 +209,24 @@ def sims_run(files: tuple[str, ...], jobs: int | None, executor: str | None, wai
 
 @cli.command("list")
 @click.argument("files", nargs=-1)
-def list_(files: tuple[str, ...]) -> None:
-    """The catalogue: each experiment with its last run and headline metric."""
-    from turbexp.spec import ExperimentSpec, validate
-    from turbexp.tracking import last_runs
-    from turbexp.uncertainty import from_metrics
-    from turbexp.yamlfile import load_yaml
+@click.option("--json", "as_json", is_flag=True, help="The rows as JSON, for scripts.")
+def list_(files: tuple[str, ...], as_json: bool) -> None:
+    """The catalogue: each experiment with its last run, model and headline metric.
+
+    In a terminal a table that folds long names; piped, tab-separated values.
+    """
+    from turbexp.commands import catalogue
 
     paths = list(files) or sorted(glob.glob("experiments/*.yaml"))
     if not paths:
         raise UserError("no experiment files given and none found in experiments/")
-    specs = {p: validate(ExperimentSpec, load_yaml(p)) for p in paths}
-    runs = last_runs([s.name for s in specs.values()])
-    table = Table(title="turbexp catalogue (95 % intervals: bootstrap over holdout simulations)")
-    for column in ("experiment", "file", "last run", "status", "headline metric",
-                   "value [95 % interval]"):
-        table.add_column(column)
-    for path, spec in specs.items():
-        run = runs.get(spec.name)
-        if run is None:
-            table.add_row(spec.name, path, "never", "", f"holdout_{spec.metric}", "")
-            continue
-        started = datetime.fromtimestamp(run.info.start_time / 1000).strftime("%Y-%m-%d %H:%M")
-        metric = run.data.tags.get("turbexp.headline_metric", f"holdout_{spec.metric}")
-        value = from_metrics(run.data.metrics, metric)
-        text = "" if not math.isfinite(value.value) else value.text(4)
-        if f"{metric}_sd" in run.data.metrics:
-            text += f" sd {run.data.metrics[f'{metric}_sd']:.2g} " \
-                    f"({run.data.params.get('repeats', '?')} repeats)"
-        table.add_row(spec.name, path, started, run.info.status, metric, text)
-    out.print(table)
+    found = catalogue.rows(paths)
+    if as_json:
+        catalogue.write_json(found, sys.stdout)
+    elif sys.stdout.isatty():
+        catalogue.render(found, Console())
+    else:
+        catalogue.write_plain(found, sys.stdout)
 
 
 @cli.command()

@@ -247,7 +247,11 @@ def process_gone(host: str | None, pid: str | int | None, started: str | None = 
 
 
 def last_runs(names: list[str]) -> dict[str, Any]:
-    """The most recent parent run of each named experiment."""
+    """The most recent parent run of each named experiment (none, and no store made, when
+    the SQLite store does not exist yet)."""
+    database = _sqlite_file(mlflow.get_tracking_uri())
+    if database is not None and not database.is_file():
+        return {}
     client = MlflowClient()
     experiment = client.get_experiment_by_name(mlflow_experiment_name())
     if experiment is None:
