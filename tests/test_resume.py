@@ -139,3 +139,32 @@ def test_a_process_id_taken_over_by_another_process_counts_as_gone() -> None:
     assert process_gone(host, pid, str(int(started) + 1))  # same id, another start: gone
     assert not process_gone(host, pid)  # without a start time only an unused id is gone
     assert not process_gone("another-host", pid, "1")  # other hosts are never judged
+
+
+def test_a_trial_killed_while_naming_its_process_is_failed(tmp_path: Path) -> None:
+    """A trial writes host, pid and start time one by one; a kill between them leaves a
+    RUNNING trial with some of them, which the dead worker's key still lets the next run
+    fail."""
+    import socket
+    import subprocess
+
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from turbexp.tracking import process_start
+    from turbexp.tuning import fail_orphaned_trials
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = process_start(dead.pid) or ""
+    dead.wait()
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "journal")))
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.set_user_attr(f"worker:{socket.gethostname()}:{dead.pid}:{started}", True)
+    for attrs in ({}, {"host": socket.gethostname()},
+                  {"host": socket.gethostname(), "pid": dead.pid}):
+        trial = study.ask()
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+    fail_orphaned_trials(study, storage)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 3

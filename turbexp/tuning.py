@@ -173,8 +173,9 @@ def fail_orphaned_trials(study: optuna.Study, storage: BaseStorage) -> None:
     """Trials left RUNNING by a killed process are marked FAIL and ``interrupted``; they do
     not count towards the trials asked for, so a rerun makes up for them.
 
-    A trial names its process in its user attributes; one killed before it could is an
-    orphan when no process registered as a worker of the study is still alive.
+    A trial names its process in its user attributes; one killed before it had written all
+    three (host, pid, start time) is an orphan when no process registered as a worker of the
+    study is still alive.
     """
     workers = [_worker_process(key) for key, active in study.user_attrs.items()
                if key.startswith("worker:") and active]
@@ -182,8 +183,10 @@ def fail_orphaned_trials(study: optuna.Study, storage: BaseStorage) -> None:
     study_id = storage.get_study_id_from_name(study.study_name)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         attrs = trial.user_attrs
-        orphan = tracking.process_gone(attrs["host"], attrs.get("pid"), attrs.get("started")) \
-            if attrs.get("host") else not any_worker_alive
+        # the attributes are written one by one: a process killed between them left some
+        named = attrs.get("host") and attrs.get("pid") and "started" in attrs
+        orphan = tracking.process_gone(attrs["host"], attrs["pid"], attrs["started"]) \
+            if named else not any_worker_alive
         if orphan:
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             storage.set_trial_user_attr(trial_id, "interrupted", True)
