@@ -30,6 +30,8 @@ from turbexp.calibration import MapCalibration
 from turbexp.campaign import run_campaign
 from turbexp.errors import UserError
 from turbexp.evaluation import Probe
+from turbexp.example_maps import ARTIFACT as EXAMPLE_MAPS
+from turbexp.example_maps import example_maps
 from turbexp.experiment import ExperimentPlan
 from turbexp.holdout import PREDICTIONS, Holdout, HoldoutPart
 from turbexp.image_set import build_image_set, splits
@@ -221,6 +223,9 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
             mlflow.set_tag("mlflow.note.content", spec.description)
         _log_spec(plan, data)
         log_datasets(plan, data)
+        examples = example_maps(plan, store)
+        if examples is not None:
+            mlflow.log_figure(examples, EXAMPLE_MAPS)
         best_test: float | None = None
         trials = 0
         if spec.model is None:
