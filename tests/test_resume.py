@@ -122,6 +122,10 @@ def test_killed_and_resumed_study_ends_as_one_never_interrupted(
     tags = runs[1].data.tags
     assert tags["turbexp.resumes_run"] == runs[0].info.run_id
     assert int(tags["turbexp.resumed_from_trial"]) >= after
+    found = int(tags["turbexp.resumed_from_trial"])
+    if found < 14:  # the killed process may have finished the study
+        assert f"resuming study {tags['turbexp.study']} at trial {found + 1} of 14 " \
+               f"({found} finished before)" in " ".join(resumed.stderr.split())
     assert _outcome(env) == uninterrupted
 
 
@@ -139,6 +143,16 @@ def test_a_process_id_taken_over_by_another_process_counts_as_gone() -> None:
     assert process_gone(host, pid, str(int(started) + 1))  # same id, another start: gone
     assert not process_gone(host, pid)  # without a start time only an unused id is gone
     assert not process_gone("another-host", pid, "1")  # other hosts are never judged
+
+
+def test_a_study_asked_for_more_trials_says_where_it_resumes(tiny: Path) -> None:
+    root = tiny.parent.parent
+    first = turbexp_cli("run", str(tiny), "--no-progress", "--set", "tune.trials=2", cwd=root)
+    assert first.returncode == 0, first.stderr
+    assert "resuming study" not in first.stderr
+    more = turbexp_cli("run", str(tiny), "--no-progress", "--set", "tune.trials=4", cwd=root)
+    assert more.returncode == 0, more.stderr
+    assert "at trial 3 of 4 (2 finished before)" in " ".join(more.stderr.split())
 
 
 def test_a_trial_killed_while_naming_its_process_is_failed(tmp_path: Path) -> None:

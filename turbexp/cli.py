@@ -18,7 +18,8 @@ from turbexp.progress import console
 
 EXIT_USER_ERROR = 2
 # results go to stdout (full width when piped); progress, warnings and errors to stderr
-out = Console(width=None if sys.stdout.isatty() else 160)
+# piped: 160 columns unless COLUMNS says otherwise (rich reads it when no width is given)
+out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 
 
 def _jobs_option(function):
@@ -118,18 +119,20 @@ def run(files: tuple[str, ...], jobs: int | None, assignments: tuple[str, ...],
             continue
         summaries.append(run_experiment(plan, store, jobs=jobs, show_progress=not no_progress))
     table = Table(title="turbexp run (95 % intervals: bootstrap over holdout simulations)")
-    for column in ("experiment", "holdout metric", "value [95 % interval]", "best test",
-                   "trials", "holdout", "MLflow run"):
-        table.add_column(column)
+    for column in ("experiment", "holdout [95 % interval]", "tuning", "holdout data",
+                   "MLflow run / model"):
+        table.add_column(column, overflow="fold")  # ids and names wrap, never cut
     for s in summaries:
         value = s.holdout.text(4)
         if s.spread is not None:
             value += f" sd {s.spread:.2g} ({s.repeats} repeats)"
-        table.add_row(s.experiment, s.metric, value,
-                      "" if s.best_test is None else f"{s.best_test:.4g}", str(s.trials),
-                      f"{s.n_simulations} sims, {s.n_images} images", s.run_id)
+        tuning = f"{s.trials} trials" + ("" if s.best_test is None else
+                                         f"\nbest test {s.best_test:.4g}")
+        table.add_row(s.experiment, f"{s.metric}\n{value}", tuning,
+                      f"{s.n_simulations} sims\n{s.n_images} images",
+                      "\n".join(filter(None, (s.run_id, s.model_uri))))
     for name, reason in skipped.items():
-        table.add_row(name, "skipped", reason, "", "", "", "")
+        table.add_row(name, f"skipped: {reason}", "", "", "")
     out.print(table)
 
 
@@ -251,7 +254,7 @@ def compare(runs: tuple[str, ...], out_dir: str | None, name: str | None) -> Non
     table = Table(title=f"turbexp compare {result.name}: {sizes(result.runs)}; 95 % intervals")
     for column in ("experiment", "features → estimator", result.metric,
                    f"minus {first.label}", "verdict", "physics baseline", "MLflow run"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for r in result.runs:
         score = r.scores.get(metric)
         difference = r.difference.get(metric)

@@ -40,7 +40,8 @@ class Bar:
 @contextmanager
 def progress_bar(description: str, total: int, *, completed: int = 0,
                  enabled: bool = True) -> Iterator[Bar]:
-    """A bar showing done/total, failures, what remains, elapsed and remaining time."""
+    """A bar showing done/total, failures, what remains, a note (``advance(note=...)``: the
+    best score so far, say), elapsed and remaining time."""
     if not enabled:
         yield Bar(None, None)
         return
@@ -51,13 +52,15 @@ def progress_bar(description: str, total: int, *, completed: int = 0,
         MofNCompleteColumn(),
         TaskProgressColumn(),
         TextColumn("{task.fields[failed]} failed, {task.remaining:.0f} remaining"),
+        TextColumn("{task.fields[note]}"),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
         console=console,
     )
     with progress:
-        task = progress.add_task(description, total=total, completed=completed, failed=0)
+        task = progress.add_task(description, total=total, completed=completed, failed=0,
+                                 note="")
         yield Bar(progress, task)
 
 

@@ -38,7 +38,7 @@ from turbexp import interrupt, metrics, tracking, training
 from turbexp.errors import UserError
 from turbexp.paths import optuna_storage
 from turbexp.plugin_types import PluginParams
-from turbexp.progress import progress_bar
+from turbexp.progress import console, progress_bar
 
 if TYPE_CHECKING:
     from turbexp.experiment import ExperimentPlan
@@ -323,8 +323,12 @@ def tune(plan: ExperimentPlan, data: ImageSet, show_progress: bool) -> Tuned:
     wanted = spec.tune.trials if plan.tuned else 1
     found = finished_count(study)
     failures = 0
+    if 0 < found < wanted:
+        console.print(f"resuming study {study_name} at trial {found + 1} of {wanted} "
+                      f"({found} finished before)", soft_wrap=True, highlight=False)
     with progress_bar(f"{spec.name}: trials", total=wanted, completed=min(found, wanted),
                       enabled=show_progress) as bar:
+        bar.advance(0, note=_best(study, metric))
         while True:
             interrupt.check()
             trial = next_trial(study, space, wanted)
@@ -343,7 +347,7 @@ def tune(plan: ExperimentPlan, data: ImageSet, show_progress: bool) -> Tuned:
                 raise
             else:
                 study.tell(trial, value)
-            bar.advance(failed=failures)
+            bar.advance(failed=failures, note=_best(study, metric))
     study.set_user_attr(worker, False)
     completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
     if not completed:
@@ -352,6 +356,13 @@ def tune(plan: ExperimentPlan, data: ImageSet, show_progress: bool) -> Tuned:
                         file=str(plan.path))
     n_pruned = sum(t.state == TrialState.PRUNED for t in study.trials)
     return Tuned(study.best_trial, len(completed), n_pruned, found, wanted)
+
+
+def _best(study: optuna.Study, metric: str) -> str:
+    """The best test score so far, for the progress bar ("" before any trial completes)."""
+    if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        return ""
+    return f"best test {metric} {study.best_value:.4g}"
 
 
 def study_progress(plan: ExperimentPlan) -> tuple[int, int]:
