@@ -3,6 +3,7 @@ importing TensorFlow, and the ``pixels`` features hand the images on as images."
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,21 @@ def test_the_plugin_listing_imports_no_framework(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+def test_tensorflow_start_up_notes_stay_off_the_terminal_and_errors_do_not(
+        tmp_path: Path) -> None:
+    code = ("import os\n"
+            "from turbexp_deep import framework\n"
+            "with framework._start_up_notes_kept():\n"
+            "    os.write(2, b'I0000 cudart_stub.cc:31] Could not find cuda drivers\\n')\n"
+            "    os.write(2, b'E0000 something real went wrong\\n')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "cudart_stub" not in result.stderr and "Could not find cuda" not in result.stderr
+    assert "E0000 something real went wrong" in result.stderr
+    assert "absl::InitializeLog" not in result.stderr  # TensorFlow's own import: quiet too
+    verbose = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300, env={**os.environ, "TURBEXP_VERBOSE": "1"})
+    assert "Could not find cuda drivers" in verbose.stderr

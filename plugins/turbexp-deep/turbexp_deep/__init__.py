@@ -6,12 +6,11 @@
 - reports ``saliency``, ``embeddings`` and ``debiasing``.
 
 Loading this entry point imports no framework: TensorFlow is imported when a model is
-built or a report drawn, so listing and validating plugins stay quick.
+built or a report drawn (once, by :mod:`turbexp_deep.framework`, which keeps its start-up
+notes off the terminal), so listing and validating plugins stay quick.
 """
 
 from __future__ import annotations
-
-import os
 
 from turbexp.api import Register, hookimpl
 from turbexp_deep.pixels import Pixels
@@ -23,10 +22,6 @@ from turbexp_deep.plugins import (
     SaliencyReport,
     Transfer,
 )
-
-# TensorFlow's C++ start-up notes (CPU features, no CUDA driver) only when asked for, set
-# before any plugin builds a model
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @hookimpl

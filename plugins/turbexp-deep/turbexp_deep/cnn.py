@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import keras
+from turbexp_deep.framework import keras
 
 TRUNK_OUTPUT = "features"
 

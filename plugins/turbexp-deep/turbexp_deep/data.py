@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-import tensorflow as tf
+
+from turbexp_deep.framework import tf
 
 Augment = Literal["none", "once", "per_epoch"]
 

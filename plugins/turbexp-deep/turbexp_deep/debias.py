@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
-import keras
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
@@ -40,6 +39,7 @@ from turbexp_deep.estimator import (
     predict_in_batches,
     probabilities,
 )
+from turbexp_deep.framework import keras
 from turbexp_deep.gradient_reversal import (
     GradientReversal,
     ReversalSchedule,

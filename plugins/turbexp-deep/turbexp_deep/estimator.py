@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import keras
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from turbexp.api import FitContext
 from turbexp_deep import cnn
 from turbexp_deep.data import Augment, as_images, make_dataset
+from turbexp_deep.framework import keras
 from turbexp_deep.gradient_reversal import GradientReversal
 from turbexp_deep.training import EpochReporting, early_stopping, seed_everything
 

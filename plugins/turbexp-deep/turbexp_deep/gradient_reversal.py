@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import keras
-from keras import ops
+from turbexp_deep.framework import keras
+
+ops = keras.ops
 
 
 def reverse_gradient(x: Any, weight: Any) -> Any:

@@ -12,10 +12,9 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from tf_keras_vis.saliency import Saliency
-from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 
 from turbexp_deep.estimator import KerasImageEstimator
+from turbexp_deep.framework import tf
 
 BATCH = 64
 
@@ -30,8 +29,6 @@ def _score(task: str, labels: np.ndarray | None) -> Any:
     def score(output: Any) -> Any:
         if output.shape[-1] == 1:
             return output[:, 0] * sign
-        import tensorflow as tf
-
         return tf.gather(output, labels, axis=1, batch_dims=1)
 
     return score
@@ -43,6 +40,10 @@ def saliency_maps(estimator: KerasImageEstimator, inputs: np.ndarray,
     """Saliency (n, H, W) of the network's inputs (n, H, W, 1); ``labels`` are class positions
     (classifiers); ``smooth_samples`` > 0 gives SmoothGrad with noise ``smooth_noise`` × the
     input range."""
+    # tf-keras-vis imports TensorFlow: after turbexp_deep.framework has (quietly)
+    from tf_keras_vis.saliency import Saliency
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
     model = estimator.model_
     task = estimator.task
     modifier = ReplaceToLinear() if task == "classify" else None

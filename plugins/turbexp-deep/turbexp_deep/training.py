@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
-import tensorflow as tf
-
 from turbexp.api import FitContext
+from turbexp_deep.framework import keras, tf
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:

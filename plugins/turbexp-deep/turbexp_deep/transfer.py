@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import keras
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from turbexp_deep import cnn
 from turbexp_deep.data import as_images, make_dataset
 from turbexp_deep.estimator import KerasState, predict_in_batches
+from turbexp_deep.framework import keras
 from turbexp_deep.training import seed_everything
 
 SOURCE_TAG = "turbexp.transfer.source"
