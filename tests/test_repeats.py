@@ -70,8 +70,12 @@ def test_repeats_nest_under_one_parent_and_aggregate(tiny: Path) -> None:
         f"runs:/{parent.info.run_id}/holdout/predictions.json")
     assert len(predictions["repeats"]) == 3
     assert "sd" in result.stdout and "3 repeats" in result.stdout
-    listed = turbexp_cli("list", str(tiny), cwd=root)
-    assert "3 repeats" in listed.stdout
+    listed = turbexp_cli("list", str(tiny), cwd=root)  # piped: tab-separated values
+    header, row = listed.stdout.splitlines()
+    fields = dict(zip(header.split("\t"), row.split("\t"), strict=True))
+    assert fields["repeats"] == "3"
+    assert float(fields["sd"]) == pytest.approx(metrics["holdout_roc_auc_sd"])
+    assert fields["model_uri"] == "models:/tiny-hog-svm/1"  # repeat 0's model
 
 
 @pytest.mark.slow
