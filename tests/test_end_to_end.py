@@ -183,31 +183,6 @@ def test_list_fits_80_columns_without_cutting_names(tiny: Path) -> None:
         assert any(part in column for column in columns.values()), part
 
 
-def test_ui_serves_mlflow_on_loopback(workdir: Path) -> None:
-    import socket
-    import time
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "turbexp.cli", "ui", "--port", str(port)],
-                               cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        status = None
-        while time.monotonic() < deadline and status is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    status = r.status
-            except OSError:
-                time.sleep(0.5)
-        assert status == 200
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 def test_artifacts_go_beside_the_store_not_into_the_current_folder(tiny: Path) -> None:
     root = tiny.parent.parent
     elsewhere = root / "elsewhere"

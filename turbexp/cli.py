@@ -437,8 +437,13 @@ def ui(host: str, allow_remote: bool, port: int) -> None:
     # a named address answers requests that name it only (MLflow's DNS-rebinding guard);
     # a wildcard keeps MLflow's default: localhost and private addresses
     named = [] if host in ("0.0.0.0", "::") else ["--allowed-hosts", f"{host},{host}:{port}"]
+    # MLflow's app (turbexp.mlflow_ui) opening on training runs, in one worker process (one
+    # user; MLflow's default of 4 takes four times as long to start); the warning MLflow's
+    # server gives about its own dependency is not the user's business
+    os.environ["PYTHONWARNINGS"] = "ignore:starlette.middleware.wsgi is deprecated"
     os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
-                               uri, "--host", host, "--port", str(port), *named])
+                               uri, "--host", host, "--port", str(port), *named,
+                               "--app-name", "turbexp", "--workers", "1"])
 
 
 def main(argv: list[str] | None = None) -> None:
