@@ -2,8 +2,8 @@
 
 Report plugins reach it as ``ReportContext.probe``. Images are always made the way
 the experiment makes its own (the same projections, cuts, flips, size and
-standardisation), after an optional change of the maps: a zoom (crop and resample)
-or a Gaussian smoothing.
+standardisation or not, :attr:`Probe.inputs`), after an optional change of the maps: a
+zoom (crop and resample) or a Gaussian smoothing.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from turbexp.uncertainty import Interval
 
 if TYPE_CHECKING:
     from turbexp.experiment import ExperimentPlan
-    from turbexp.plugin_types import ReportContext
+    from turbexp.plugin_types import ImageInputs, ReportContext
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,15 @@ def probe_of(context: ReportContext) -> Probe:
 
 class Probe:
     """The fitted model of an experiment, with access to maps to score it (or a refitted
-    copy of it) on. ``splits`` maps ``train``, ``test`` and ``holdout`` to simulations."""
+    copy of it) on. ``splits`` maps ``train``, ``test`` and ``holdout`` to simulations;
+    ``inputs`` is what the model's images hold (standardised, or log10 N in g cm⁻²: map
+    tiles given to the model, a real map's say, are made the same way)."""
 
     def __init__(self, plan: ExperimentPlan, store: SimulationStore, model: Any,
-                 splits: dict[str, list[PlannedSimulation]]) -> None:
+                 splits: dict[str, list[PlannedSimulation]],
+                 inputs: ImageInputs = "standardised") -> None:
         self.plan, self.store, self.model, self.splits = plan, store, model, splits
+        self.inputs = inputs
 
     @property
     def task(self) -> str:
@@ -124,7 +128,7 @@ class Probe:
         log_maps = np.log10(smooth_maps(observed, smoothing))
         if zoom != 1.0:
             log_maps = zoom_maps(log_maps, zoom)
-        return images_from_maps(log_maps, self.plan.spec.data.images)
+        return images_from_maps(log_maps, self.plan.spec.data.images, self.inputs)
 
     def target(self, index: float) -> float | int | None:
         """The task's target for a simulation of index ``index`` (None: not a class)."""

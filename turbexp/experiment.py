@@ -13,7 +13,7 @@ from turbexp.images import images_per_simulation, split_simulations
 from turbexp.machine import memory_here
 from turbexp.metrics import METRICS, direction
 from turbexp.params import ParamPlan, plan_params
-from turbexp.plugin_types import PluginParams
+from turbexp.plugin_types import ImageInputs, PluginParams
 from turbexp.plugins import PluginInfo, registry
 from turbexp.spec import ExperimentSpec, ObservationSpec, validate
 from turbexp.store import content_hash
@@ -87,6 +87,12 @@ class ExperimentPlan:
                   for plan in (self.features, self.estimator) if plan is not None}
         identity = [spec, spaces, self.campaign.content_hash]
         return f"{self.spec.name}-{content_hash(identity)[:12]}"
+
+    @property
+    def inputs(self) -> ImageInputs:
+        """What the feature plugin asks its images to hold (standardised for an experiment
+        that reuses a model: the runner takes the model's own from its run)."""
+        return self.features.plugin.cls.inputs if self.features else "standardised"
 
     @property
     def tuned(self) -> bool:

@@ -12,17 +12,21 @@ from turbexp.errors import UserError
 from turbexp.experiment import ExperimentPlan
 from turbexp.images import ImageSet, images_from_maps, split_simulations
 from turbexp.observation import views
+from turbexp.plugin_types import ImageInputs
 from turbexp.progress import console
 from turbexp.store import SimulationStore
 
 
-def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
-    """Images, targets and the by-simulation split for an experiment.
+def build_image_set(plan: ExperimentPlan, store: SimulationStore,
+                    inputs: ImageInputs | None = None) -> ImageSet:
+    """Images, targets and the by-simulation split for an experiment, the images holding
+    ``inputs`` (default: what the experiment's feature plugin asks for).
 
     The split is drawn over every simulation the task uses, so a simulation
     that failed leaves a gap instead of moving the others between splits.
     """
     spec = plan.spec
+    inputs = plan.inputs if inputs is None else inputs
     members = plan.members()
     try:
         parts = split_simulations([stratum for *_, stratum in members], spec.data.split)
@@ -40,7 +44,7 @@ def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
         stored = store.get(sim.key)
         stored_metadata[position] = stored.metadata
         checksums[position] = stored.checksum
-        block = np.concatenate([images_from_maps(view, spec.data.images) for view in
+        block = np.concatenate([images_from_maps(view, spec.data.images, inputs) for view in
                                 views(stored.column_density, pixel_pc, spec.data.observation)])
         images.append(block)
         n = len(block)
@@ -58,7 +62,7 @@ def build_image_set(plan: ExperimentPlan, store: SimulationStore) -> ImageSet:
                         file=str(plan.path), field="data.campaign")
     data = ImageSet(np.concatenate(images), np.concatenate(sims), np.concatenate(index),
                     np.concatenate(target), np.concatenate(split), stored_metadata,
-                    np.concatenate(strata), checksums)
+                    np.concatenate(strata), checksums, inputs)
     for name in ("train", "test", "holdout"):
         if not data.part(name).any():
             raise UserError(f"no simulation of the {name} split is available; see the failed "

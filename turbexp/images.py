@@ -6,7 +6,9 @@ images per simulation), resized to the configured size and standardised per
 image: ``(log10 N - mean) / std``, kept in float32. The standardisation
 removes each map's mean column density and contrast, so models see the
 structure of the map, not its normalisation; maps at the reference set-up vary
-by only ~0.003 dex, which an 8-bit image would erase.
+by only ~0.003 dex, which an 8-bit image would erase. A feature plugin that
+measures the column density itself asks for ``log_column_density`` instead
+(:attr:`turbexp.plugin_types.FeatureExtractor.inputs`): log10 N, N in g cm⁻².
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 from skimage.transform import resize
 
+from turbexp.plugin_types import ImageInputs
 from turbexp.spec import ImagesSpec, SplitSpec
 
 AXES = {"x": 0, "y": 1, "z": 2}
@@ -30,6 +33,13 @@ def standardise(image: np.ndarray) -> np.ndarray:
     std = image.std()
     centred = image - image.mean()
     return (centred / std if std > 0 else centred).astype(np.float32)
+
+
+def prepared(log_image: np.ndarray, inputs: ImageInputs) -> np.ndarray:
+    """An image of log10 column density as a feature plugin asked for it, in float32."""
+    if inputs == "standardised":
+        return standardise(log_image)
+    return np.asarray(log_image, dtype=np.float32)
 
 
 def cuts(image: np.ndarray, count: int) -> list[np.ndarray]:
@@ -54,14 +64,16 @@ def resize_to(image: np.ndarray, size: int) -> np.ndarray:
                   preserve_range=True)
 
 
-def images_from_maps(log_maps: np.ndarray, spec: ImagesSpec) -> np.ndarray:
-    """Images (k, size, size) from one simulation's log10 column density maps (3, N, N)."""
+def images_from_maps(log_maps: np.ndarray, spec: ImagesSpec,
+                     inputs: ImageInputs = "standardised") -> np.ndarray:
+    """Images (k, size, size) from one simulation's log10 column density maps (3, N, N), as
+    ``inputs`` asks (:func:`prepared`)."""
     out = []
     for axis in spec.projections:
         for piece in cuts(log_maps[AXES[axis]], spec.cuts):
             # resize once, then flip: flipping commutes with a symmetric resize
             base = resize_to(piece, spec.size)
-            out += [standardise(v) for v in flips(base, spec.flips)]
+            out += [prepared(v, inputs) for v in flips(base, spec.flips)]
     return np.stack(out)
 
 
@@ -115,6 +127,7 @@ class ImageSet:
     metadata: dict[int, dict[str, Any]] = field(default_factory=dict)  # simulation -> stored
     stratum: np.ndarray | None = None  # (n,) the split's stratum: class, or campaign group
     checksums: dict[int, str] = field(default_factory=dict)  # simulation -> its maps' SHA-256
+    inputs: ImageInputs = "standardised"  # what the images hold (:func:`prepared`)
 
     def part(self, *names: str) -> np.ndarray:
         """Boolean mask of the images in the named splits."""

@@ -9,10 +9,12 @@ dropped, so a ``(1, ny, nx)`` cube counts). Its unit comes from ``BUNIT``:
   mean particle mass of 2.37 amu;
 - any other unit, or none, is kept as it is, recorded, and warned about.
 
-The unit never changes a prediction: each tile is standardised after log10,
-``(log10 N - mean) / std``, so a constant factor on N (a unit, a mean particle
+For most models the unit never changes a prediction: each tile is standardised after
+log10, ``(log10 N - mean) / std``, so a constant factor on N (a unit, a mean particle
 mass, an X-factor) cancels. Only maps whose values are not proportional to
-column density (for example a logarithm already taken) give wrong answers.
+column density (for example a logarithm already taken) give wrong answers. A model whose
+features read the column density itself (``inputs: log_column_density``) is given log10 N
+in g/cm², and a map whose unit does not convert to it is refused.
 
 Integer images are scaled by astropy (``BSCALE``, ``BZERO``; 8- and 16-bit ones to
 float32, which holds their values exactly enough: a 16-bit map's own steps are 2⁻¹⁶ of its
@@ -26,7 +28,7 @@ than ``max_masked`` of its pixels masked is skipped, and so is a uniform one (a 
 value: nothing to read, and it cannot be standardised); in a kept tile the masked
 pixels are filled with the mean of its valid log10 values, and the tile is
 resampled to the model's image size (as training images were resized from their
-maps) before it is standardised.
+maps) before it is standardised (or not, as the model asks).
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from turbexp.errors import UserError
-from turbexp.images import resize_to, standardise
+from turbexp.images import prepared, resize_to
+from turbexp.plugin_types import ImageInputs
 
 MEAN_PARTICLE_MASS_AMU = 2.37
 """Mean particle mass used to turn a number column density into g/cm²."""
@@ -90,7 +93,7 @@ class Tiles:
 
     size: int  # tile side in map pixels
     grid: tuple[int, int]  # tiles per column and per row of the map (n_rows, n_cols)
-    images: np.ndarray  # (k, size, size) float32, standardised log10 column density
+    images: np.ndarray  # (k, size, size) float32, log10 column density as the model asks
     rows: np.ndarray  # (k,) tile row of each kept tile
     cols: np.ndarray  # (k,) tile column of each kept tile
     masked: np.ndarray  # (k,) masked fraction of each kept tile
@@ -258,10 +261,17 @@ def _pixel_scale(wcs: WCS | None) -> tuple[u.Quantity, u.Quantity] | None:
 
 
 def tile_map(observed: ObservedMap, size: int, max_masked: float,
-             side: int | None = None) -> Tiles:
+             side: int | None = None, inputs: ImageInputs = "standardised") -> Tiles:
     """Cut a map into tiles of ``side`` pixels (default ``size``), prepare those with few
-    enough masked pixels and resample them to ``size``, the model's image size."""
+    enough masked pixels and resample them to ``size``, the model's image size, holding
+    what the model's images hold (``inputs``)."""
     side = size if side is None else side
+    if inputs != "standardised" and observed.unit != "g/cm2":
+        unit = repr(observed.unit) if observed.unit else "none"
+        raise UserError(f"the model reads log10 column density in g/cm2, and the map's unit "
+                        f"({unit}) does not convert to it; give BUNIT a column density "
+                        "(g/cm2, cm-2 or another astropy converts)", file=str(observed.path),
+                        field="BUNIT")
     ny, nx = observed.data.shape
     n_rows, n_cols = ny // side, nx // side
     if n_rows == 0 or n_cols == 0:
@@ -295,5 +305,5 @@ def tile_map(observed: ObservedMap, size: int, max_masked: float,
     for tile, tile_mask in zip(logs, mask[rows, cols], strict=True):
         if tile_mask.any():
             tile = np.where(tile_mask, tile[~tile_mask].mean(), tile)
-        images.append(standardise(resize_to(tile, size)))
+        images.append(prepared(resize_to(tile, size), inputs))
     return Tiles(side, (n_rows, n_cols), np.stack(images), rows, cols, fraction[rows, cols])

@@ -1,7 +1,8 @@
 """An experiment's fitted pipeline logged to MLflow: skops format, signature, requirements,
-and the tags ``turbexp predict`` reads (classes, physical scale, beam). The model is named
-after the experiment and registered under that name, its newest version with the alias
-``newest`` (repeats register repeat 0's model only, the one the experiment's run names)."""
+and the tags ``turbexp predict`` reads (classes, physical scale, beam, what the images
+hold). The model is named after the experiment and registered under that name, its newest
+version with the alias ``newest`` (repeats register repeat 0's model only, the one the
+experiment's run names)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sklearn.pipeline import Pipeline
 from turbexp import tracking
 from turbexp.experiment import ExperimentPlan
 from turbexp.images import image_side_pc
+from turbexp.plugin_types import ImageInputs
 
 
 def _plugin_types(model: Any) -> list[str]:
@@ -31,9 +33,10 @@ def _plugin_types(model: Any) -> list[str]:
     return sorted(found)
 
 
-def log_model(plan: ExperimentPlan, pipeline: Pipeline, example: np.ndarray) -> str:
-    """Log and register the model; returns its URI (``models:/NAME/VERSION`` when registered,
-    else ``runs:/ID/NAME``)."""
+def log_model(plan: ExperimentPlan, pipeline: Pipeline, example: np.ndarray,
+              inputs: ImageInputs = "standardised") -> str:
+    """Log and register the model, whose images hold ``inputs``; returns its URI
+    (``models:/NAME/VERSION`` when registered, else ``runs:/ID/NAME``)."""
     import sklearn
     from mlflow.tracking import MlflowClient
 
@@ -66,7 +69,7 @@ def log_model(plan: ExperimentPlan, pipeline: Pipeline, example: np.ndarray) -> 
                      f"{tracking.TAG}.pixel_pc": f"{side / images.size:.8g}",
                      f"{tracking.TAG}.beam_fwhm_pc":
                          f"{plan.spec.data.observation.beam_fwhm_pc:.8g}",
-                     tracking.MODEL_NAME: name})
+                     tracking.MODEL_NAME: name, tracking.INPUTS: inputs})
     version = info.registered_model_version
     if version is None:
         return f"runs:/{mlflow.active_run().info.run_id}/{name}"

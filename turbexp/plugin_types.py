@@ -14,6 +14,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 TaskKind = Literal["classify", "regress"]
+ImageInputs = Literal["standardised", "log_column_density"]
+"""What a feature plugin is given: each image standardised, ``(log10 N - mean) / std``, or
+the log10 column density itself, N in g cm⁻² (:attr:`FeatureExtractor.inputs`)."""
 
 
 class PluginParams(BaseModel):
@@ -132,10 +135,16 @@ class Simulator(Plugin):
 class FeatureExtractor(Plugin):
     """Builds a scikit-learn transformer mapping images (n, H, W) to features (n, d).
 
-    The transformer must be picklable (it is logged with the model).
+    The transformer must be picklable (it is logged with the model). ``inputs`` says what
+    its images hold: ``"standardised"`` (the default) each image's log10 column density less
+    its mean, over its standard deviation, so only the map's structure is seen;
+    ``"log_column_density"`` log10 N with N in g cm⁻², for features that measure the
+    column density itself (its mean, its width). ``turbexp predict`` then needs maps whose
+    unit converts to g cm⁻².
     """
 
     kind: ClassVar[str] = "features"
+    inputs: ClassVar[ImageInputs] = "standardised"
 
     def build(self, params: PluginParams) -> Any:
         raise NotImplementedError

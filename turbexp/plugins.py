@@ -13,6 +13,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from functools import cache
+from typing import get_args
 
 import click
 import pluggy
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 
 from turbexp import hookspecs
 from turbexp.errors import UserError
-from turbexp.plugin_types import KINDS, Choice, Plugin, Range
+from turbexp.plugin_types import KINDS, Choice, ImageInputs, Plugin, Range
 
 ENTRY_POINT_GROUP = "turbexp"
 
@@ -165,6 +166,9 @@ def _registrar(registry: Registry, found: list[PluginInfo], kind: str, ep_name: 
         if not getattr(cls, "name", None):
             raise TypeError(f"{cls.__name__} has no name")
         check_search_space(cls)
+        if kind == "features" and cls.inputs not in get_args(ImageInputs):
+            raise TypeError(f"{cls.__name__}.inputs is {cls.inputs!r}; one of "
+                            f"{', '.join(get_args(ImageInputs))} was expected")
         existing = registry.plugins[kind].get(cls.name) or next(
             (i for i in found if (i.kind, i.name) == (kind, cls.name)), None
         )

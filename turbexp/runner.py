@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import mlflow
@@ -46,6 +46,9 @@ from turbexp.spec import Spread
 from turbexp.store import SimulationStore
 from turbexp.tuning import logged_params, predict, study_progress, tune
 from turbexp.uncertainty import Interval, SimulationBootstrap, with_interval
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 matplotlib.use("Agg")
 
@@ -211,7 +214,10 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
     """One whole run of ``plan``: its own parent run, or a nested repeat run."""
     spec = plan.spec
     run_campaign(plan.campaign, store, jobs=jobs, show_progress=show_progress)
-    data = build_image_set(plan, store)
+    source = None if spec.model is None else _reused_source(plan)
+    inputs = plan.inputs if source is None \
+        else source.data.tags.get(tracking.INPUTS, "standardised")
+    data = build_image_set(plan, store, inputs)
     role = "repeat" if nested else "experiment"
     tracking.close_stale_runs(experiment_id, plan.study_name)
     tags = _tags(plan, role)
@@ -228,11 +234,11 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
             mlflow.log_figure(examples, EXAMPLE_MAPS)
         best_test: float | None = None
         trials = 0
-        if spec.model is None:
+        if source is None:
             pipeline, best_test, trials = _train(plan, data, experiment_id, role,
                                                  show_progress)
         else:
-            pipeline = _reused_model(plan)
+            pipeline = _reused_model(plan, source)
         interrupt.check()
         holdout = data.part("holdout")
         x_hold = pipeline.named_steps["features"].transform(data.images[holdout])
@@ -254,14 +260,15 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
             y_pred=y_pred, score=result.parts[0].score, features=np.asarray(x_hold),
             index=data.index[holdout], seed=spec.tune.seed, images=data.images[holdout],
             model=pipeline, metadata=data.metadata_of(holdout),
-            probe=Probe(plan, store, pipeline, splits(plan, data)),
+            probe=Probe(plan, store, pipeline, splits(plan, data), data.inputs),
             simulation=data.simulation[holdout],
             bootstrap=result.bootstrap(boot.resamples, boot.seed), map_interval=halfwidth,
             map_calibration=calibrated)
         model_uri = None
         if spec.model is None:  # before the reports: a report that fails leaves it logged
             with step(f"{spec.name}: logging the model", enabled=show_progress):
-                model_uri = log_model(plan, pipeline, data.images[data.part("holdout")][:4])
+                model_uri = log_model(plan, pipeline, data.images[data.part("holdout")][:4],
+                                      data.inputs)
             mlflow.set_tag(tracking.MODEL_RUN, run.info.run_id)
         interrupt.check()
         log_reports(plan, context, store, jobs, show_progress)
@@ -335,7 +342,6 @@ def _train(plan: ExperimentPlan, data: ImageSet, experiment_id: str, role: str,
         killed = tracking.killed_runs(experiment_id, plan.study_name, role)
         mlflow.set_tags({f"{tracking.TAG}.resumed_from_trial": str(tuned.found),
                          f"{tracking.TAG}.resumes_run": killed[0] if killed else "unknown"})
-        console.print(f"  resumed {spec.name} from trial {tuned.found} of {tuned.wanted}")
     fparams = plan.features.sample(tuned.best)
     eparams = plan.estimator.sample(tuned.best)
     mlflow.log_params({**logged_params("features", fparams),
@@ -359,9 +365,9 @@ def _train(plan: ExperimentPlan, data: ImageSet, experiment_id: str, role: str,
     return pipeline, float(tuned.best.value), tuned.completed
 
 
-def _reused_model(plan: ExperimentPlan) -> Any:
-    """The model of the experiment ``model:`` names, checked to have been trained on this
-    experiment's data and task (so its holdout is one the model never saw)."""
+def _reused_source(plan: ExperimentPlan) -> Run:
+    """The run holding the model of the experiment ``model:`` names, checked to have been
+    trained on this experiment's data and task (so its holdout is one the model never saw)."""
     name = plan.spec.reused_experiment
     try:
         source = tracking.model_run(name)
@@ -371,6 +377,12 @@ def _reused_model(plan: ExperimentPlan) -> Any:
         raise UserError(f"the model of {name!r} (run {source.info.run_id}) was trained on other "
                         "data: reusing it needs the same campaign, images, split and task",
                         file=str(plan.path), field="model")
+    return source
+
+
+def _reused_model(plan: ExperimentPlan, source: Run) -> Any:
+    """The model of ``source`` (:func:`_reused_source`), with where it came from logged."""
+    name = plan.spec.reused_experiment
     uri = tracking.run_model_uri(source)
     try:
         pipeline = tracking.load_pipeline(uri)

@@ -276,6 +276,10 @@ of repeat 0 when the experiment is repeated)."""
 MODEL_NAME = f"{TAG}.model_name"
 """Tag of a run that logged a model: the model's name, the experiment's (older runs: none,
 their model is named ``model``)."""
+INPUTS = f"{TAG}.inputs"
+"""Tag of a run that logged a model: what its images hold, ``standardised`` or
+``log_column_density`` (:data:`turbexp.plugin_types.ImageInputs`; older runs: none, meaning
+standardised)."""
 NEWEST = "newest"
 """Alias of the version of an experiment's registered model logged last (MLflow reserves
 ``latest``; ``models:/NAME/latest`` is its own name for the highest version)."""

@@ -149,7 +149,7 @@ def _real_tiles(p: RealismParams, probe, size: int) -> tuple[np.ndarray, np.ndar
     maps = _mock_maps(p.mock, probe) if p.mock else _fits_maps(p.real, probe.plan.path.parent)
     tiles, groups = [], []
     for number, observed in enumerate(maps):
-        images = tile_map(observed, size, p.max_masked).images
+        images = tile_map(observed, size, p.max_masked, inputs=probe.inputs).images
         tiles.append(images)
         groups.append(np.full(len(images), number))
     return np.concatenate(tiles), np.concatenate(groups)

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from astropy import units as u
@@ -44,6 +44,7 @@ from turbexp.errors import UserError, gather
 from turbexp.files import atomic_write, check_output_folder, make_output_folder
 from turbexp.maps import ObservedMap, Tiles, read_map, tile_map
 from turbexp.observation import observe
+from turbexp.plugin_types import ImageInputs
 from turbexp.progress import console
 from turbexp.spec import ObservationSpec
 
@@ -70,6 +71,7 @@ class ModelDescription:
     beam_fwhm_pc: float = 0.0  # the observation model's beam the model was trained through
     map_interval: float | None = None  # regress: conformal half-width of a map's n
     calibration: MapCalibration | None = None  # classify: of a map's mean probability
+    inputs: ImageInputs = "standardised"  # what its images hold
 
     @property
     def classifies(self) -> bool:
@@ -279,8 +281,13 @@ def describe_model(uri: str) -> ModelDescription:
     except ValueError as exc:
         raise UserError(not_ours + f"the tag {CALIBRATION} of run {info.run_id}: {exc}",
                         field=FIELD) from None
+    inputs = run.data.tags.get(tracking.INPUTS, "standardised")
+    if inputs not in get_args(ImageInputs):
+        raise UserError(not_ours + f"the tag {tracking.INPUTS} of run {info.run_id} is "
+                        f"{inputs!r}, not one of {', '.join(get_args(ImageInputs))}",
+                        field=FIELD)
     return ModelDescription(uri, info.run_id, size, classes, image_pc, beam_fwhm_pc,
-                            map_interval, calibration)
+                            map_interval, calibration, inputs)
 
 
 def _image_size(signature: Any) -> int | None:
@@ -406,7 +413,8 @@ def predict_maps(uri: str, paths: list[str], out_dir: Path, max_masked: float = 
                              map_beam_pc(observed, chosen, options))
         seen = through_beam(observed, None if chosen is None else chosen.pixel_pc,
                             smoothed.kernel_pc)
-        return observed, tile_map(seen, description.size, max_masked, side), chosen, smoothed
+        tiles = tile_map(seen, description.size, max_masked, side, description.inputs)
+        return observed, tiles, chosen, smoothed
 
     prepared = gather(prepare, paths)
     maps = [observed for observed, *_ in prepared]
@@ -499,7 +507,8 @@ def _write_fits(result: MapPrediction, uri: str, max_masked: float) -> None:
     header = fits.Header()
     if observed.wcs is not None:
         header.update(observed.wcs[::size, ::size].to_header())
-    header["MODEL"] = (uri, "MLflow model URI")
+    # the comment only where it fits on the card beside the URI (else astropy cuts it, warning)
+    header["MODEL"] = (uri, "MLflow model URI") if len(uri) <= 48 else uri
     header["QUANTITY"] = (result.quantity, "predicted per tile")
     header["TILESIZE"] = (size, "tile side in pixels of the input map")
     if result.scale is not None:
