@@ -76,6 +76,17 @@ class TurbexpProject:
         return path
 
 
+TEST_COLUMNS = 160
+"""The width the commands' tables are drawn at in tests (``COLUMNS``), whatever terminal the
+tests run in, or none: a worker of pytest-xdist has none, a test run from a shell has it."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every test, and every command it runs, sees the same terminal width (a test of another
+    width sets its own ``COLUMNS``)."""
+    os.environ["COLUMNS"] = str(TEST_COLUMNS)
+
+
 @pytest.fixture
 def turbexp_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The test's empty folder as the working directory, with its own SQLite MLflow store,
