@@ -142,3 +142,54 @@ def test_registered() -> None:
     assert {"logistic", "svm", "svr"} <= set(registry.names("estimator"))
     assert registry.plugins["estimator"]["svm"].cls is Svm
     assert not [f for f in registry.failures if f.entry_point == "sklearn_estimators"]
+
+
+class _Counting:
+    """Counts the calls of the named methods of a class (the real methods still run)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, cls: type, *names: str) -> None:
+        self.calls = dict.fromkeys(names, 0)
+        for name in names:
+            original = getattr(cls, name)
+
+            def counted(obj, *args, _name=name, _original=original, **kwargs):
+                self.calls[_name] += 1
+                return _original(obj, *args, **kwargs)
+
+            monkeypatch.setattr(cls, name, counted)
+
+
+@pytest.mark.parametrize("probability", [False, True])
+def test_a_scored_image_is_evaluated_once_with_the_predictions_unchanged(
+        monkeypatch: pytest.MonkeyPatch, probability: bool) -> None:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import SVC
+
+    from turbexp.metrics import class_scores, predict_scored
+
+    X, y = _classes()
+    model = Svm().build(Svm.Params(probability=probability), "classify").fit(X, y)
+    Xt = _classes(seed=1)[0] + np.random.default_rng(2).normal(0, 2000, (120, 4))
+    expected = model.predict(Xt), class_scores(model[-1], model[:-1].transform(Xt))
+    evaluations = _Counting(monkeypatch, SVC, "decision_function", "predict")
+    calibrated = _Counting(monkeypatch, CalibratedClassifierCV, "predict_proba", "predict")
+    scaled = _Counting(monkeypatch, StandardScaler, "transform")
+    y_pred, score = predict_scored("classify", model, Xt)
+    np.testing.assert_array_equal(y_pred, expected[0])
+    np.testing.assert_array_equal(score, expected[1])
+    assert 0 < expected[0].sum() < len(Xt)  # both classes predicted: the test can tell them
+    assert sum(evaluations.calls.values()) == 1, evaluations.calls
+    assert calibrated.calls == {"predict_proba": int(probability), "predict": 0}
+    assert scaled.calls["transform"] == 1
+
+
+def test_a_classifier_turbexp_does_not_know_is_asked_for_both() -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from turbexp.metrics import predict_scored
+
+    X, y = _classes()
+    model = Pipeline([("scale", StandardScaler()), ("knn", KNeighborsClassifier(5))]).fit(X, y)
+    y_pred, score = predict_scored("classify", model, X)
+    np.testing.assert_array_equal(y_pred, model.predict(X))
+    np.testing.assert_array_equal(score, model.predict_proba(X)[:, 1])

@@ -31,7 +31,7 @@ from turbexp.hookspecs import Register, hookimpl
 from turbexp.images import images_per_simulation
 from turbexp.machine import memory_here
 from turbexp.maps import ObservedMap, read_map, tile_map
-from turbexp.metrics import class_scores
+from turbexp.metrics import class_scores, predict_scored
 from turbexp.parallel import map_images
 from turbexp.paths import home
 from turbexp.plugin_types import (
@@ -134,6 +134,7 @@ __all__ = [
     "map_images",
     "memory_here",
     "metrics",
+    "predict_scored",
     "probe_of",
     "read_map",
     "resolve_model_uri",

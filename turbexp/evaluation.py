@@ -153,14 +153,11 @@ class Probe:
 
     def predict(self, images: np.ndarray, model: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Predictions and scores (class-1 score, or the predicted index) of ``model``
-        (default: the experiment's)."""
-        from turbexp.metrics import class_scores
+        (default: the experiment's), its features made once
+        (:func:`turbexp.metrics.predict_scored`)."""
+        from turbexp.metrics import predict_scored
 
-        model = self.model if model is None else model
-        y_pred = model.predict(images)
-        if self.task != "classify":
-            return y_pred, np.asarray(y_pred, dtype=np.float64)
-        return y_pred, class_scores(model[-1], model[:-1].transform(images))
+        return predict_scored(self.task, self.model if model is None else model, images)
 
     def score(self, simulations: list[Simulation], model: Any = None,
               **change: float) -> dict[str, Interval]:

@@ -136,3 +136,43 @@ def class_scores(model: Any, features: np.ndarray) -> np.ndarray:
     if hasattr(model, "decision_function"):
         return model.decision_function(features)
     return np.asarray(model.predict(features), dtype=np.float64)
+
+
+def predict_scored(task: str, model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions of ``model`` (a pipeline or an estimator) and the score the metrics rank
+    by: the class-1 score (:func:`class_scores`) or the prediction itself.
+
+    Each step before the last transforms ``x`` once. A binary classifier whose prediction is
+    a function of its score (scikit-learn's calibrated classifier: the class of highest
+    probability; an SVC without probabilities: the side of its decision value, as libsvm
+    breaks a tie) is evaluated once, and the prediction taken from the score; any other
+    is asked for both.
+    """
+    from sklearn.pipeline import Pipeline
+
+    while isinstance(model, Pipeline):
+        x = model[:-1].transform(x) if len(model) > 1 else x
+        model = model[-1]
+    if task != "classify":
+        y_pred = model.predict(x)
+        return y_pred, np.asarray(y_pred, dtype=np.float64)
+    derived = _derived_prediction(model, x)
+    if derived is not None:
+        return derived
+    return model.predict(x), class_scores(model, x)
+
+
+def _derived_prediction(model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import SVC
+
+    classes = getattr(model, "classes_", ())
+    if len(classes) != 2:
+        return None
+    if type(model) is CalibratedClassifierCV:  # its predict: argmax of predict_proba
+        proba = model.predict_proba(x)
+        return classes[np.argmax(proba, axis=1)], proba[:, 1]
+    if type(model) is SVC and not hasattr(model, "predict_proba") and not model.break_ties:
+        decision = model.decision_function(x)  # libsvm: class 1 unless the value is < 0
+        return classes[(decision >= 0).astype(np.intp)], decision
+    return None

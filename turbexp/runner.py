@@ -44,7 +44,7 @@ from turbexp.progress import console, step
 from turbexp.reporting import log_reports
 from turbexp.spec import Spread
 from turbexp.store import SimulationStore
-from turbexp.tuning import logged_params, predict, study_progress, tune
+from turbexp.tuning import logged_params, study_progress, tune
 from turbexp.uncertainty import Interval, SimulationBootstrap, with_interval
 
 if TYPE_CHECKING:
@@ -242,7 +242,8 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
         interrupt.check()
         holdout = data.part("holdout")
         x_hold = pipeline.named_steps["features"].transform(data.images[holdout])
-        y_pred, y_score = predict(spec.task.kind, pipeline.named_steps["estimator"], x_hold)
+        y_pred, y_score = metrics.predict_scored(spec.task.kind,
+                                                 pipeline.named_steps["estimator"], x_hold)
         result = Holdout(spec.task.kind, list(spec.task.classes or {}), (HoldoutPart(
             plan.campaign.content_hash, spec.data.split.seed, data.simulation[holdout],
             data.stratum[holdout], data.index[holdout], data.target[holdout],
@@ -284,7 +285,8 @@ def _test_and_holdout_maps(plan: ExperimentPlan, pipeline: Pipeline, data: Image
     per_map = images_per_simulation(images) // len(images.projections)
     test = data.part("test")
     features = pipeline.named_steps["features"].transform(data.images[test])
-    _, score = predict(plan.spec.task.kind, pipeline.named_steps["estimator"], features)
+    _, score = metrics.predict_scored(plan.spec.task.kind, pipeline.named_steps["estimator"],
+                                      features)
     mean, first = conformal.map_means(score, data.simulation[test], per_map)
     part = result.parts[0]
     held, held_first = conformal.map_means(part.score, part.simulation, per_map)

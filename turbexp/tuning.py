@@ -221,14 +221,8 @@ class Tuned:
     wanted: int
 
 
-def predict(task: str, model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions, and the score the metrics rank by (class-1 score, or the prediction)."""
-    y_pred = model.predict(x)
-    return y_pred, metrics.class_scores(model, x) if task == "classify" else y_pred
-
-
 def _score(task: str, model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    return metrics.score(task, y, *predict(task, model, x))
+    return metrics.score(task, y, *metrics.predict_scored(task, model, x))
 
 
 def logged_params(section: str, params: PluginParams) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from turbexp.api import (
     hookimpl,
     images_per_simulation,
     metrics,
+    predict_scored,
     probe_of,
     with_interval,
 )
@@ -192,16 +193,12 @@ def _features(probe: Probe, simulations: list[Simulation]
 def _aligned(probe: Probe, simulations: list[Simulation], reference: np.ndarray) -> _Scored:
     """The campaign scored after each of its features is moved to the mean and standard
     deviation that feature has on ``reference`` (the training maps)."""
-    from turbexp.api import class_scores
-
     features, y, owners = _features(probe, simulations)
     spread = features.std(axis=0)
     scale = np.divide(reference.std(axis=0), spread, out=np.ones_like(spread),
                       where=spread > 0)
     moved = (features - features.mean(axis=0)) * scale + reference.mean(axis=0)
-    estimator = probe.model.named_steps["estimator"]
-    y_pred = estimator.predict(moved)
-    score = class_scores(estimator, moved) if probe.task == "classify" else y_pred
+    y_pred, score = predict_scored(probe.task, probe.model.named_steps["estimator"], moved)
     return _Scored(probe, y, y_pred, score, owners)
 
 
