@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -343,17 +344,20 @@ def resolve_model_uri(uri: str) -> str:
 
 
 @contextmanager
-def no_download_bar() -> Iterator[None]:
-    """MLflow's download progress bar off, unless the user chose otherwise."""
+def quiet_reading() -> Iterator[None]:
+    """Reading models and artifacts without MLflow's download progress bar (unless the user
+    chose to have it) or the libraries' warnings about their own internals."""
     key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    if key in os.environ:
-        yield
-        return
-    os.environ[key] = "false"
+    chosen = key in os.environ
+    if not chosen:
+        os.environ[key] = "false"
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     finally:
-        os.environ.pop(key, None)
+        if not chosen:
+            os.environ.pop(key, None)
 
 
 def load_pipeline(uri: str) -> Any:
@@ -365,7 +369,7 @@ def load_pipeline(uri: str) -> Any:
     from mlflow.exceptions import MlflowException
 
     try:
-        with no_download_bar():
+        with quiet_reading():
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
         flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["sklearn"]
         if flavor.get("serialization_format") != "skops":

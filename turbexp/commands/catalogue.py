@@ -30,12 +30,12 @@ def _model_uri(client: Any, run: Any) -> str:
     holder_id = run.data.tags.get(tracking.MODEL_RUN)
     if holder_id is None:
         return ""
-    holder = run if holder_id == run.info.run_id else client.get_run(holder_id)
     versions = client.search_model_versions(f"run_id = '{holder_id}'")
     if versions:
         version = max(versions, key=lambda v: int(v.version))
         return f"models:/{version.name}/{version.version}"
-    return tracking.run_model_uri(holder)
+    return tracking.run_model_uri(run if holder_id == run.info.run_id
+                                  else client.get_run(holder_id))
 
 
 def rows(paths: list[str]) -> list[dict[str, Any]]:

@@ -171,7 +171,7 @@ def _load(client: Any, run: Any, reference: str, resamples: int, seed: int) -> C
         raise UserError(f"run {run_id} of {experiment!r} has no {HOLDOUT_PREDICTIONS}, so "
                         "its holdout cannot be drawn; run the experiment again to compare it")
     try:
-        with tracking.no_download_bar():
+        with tracking.quiet_reading():
             data = mlflow.artifacts.load_dict(f"runs:/{run_id}/{HOLDOUT_PREDICTIONS}")
         holdout = Holdout.from_dict(data)
     except (KeyError, TypeError, ValueError, OSError) as exc:

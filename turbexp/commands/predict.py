@@ -25,10 +25,7 @@ import dataclasses
 import io
 import json
 import math
-import os
-import warnings
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -198,23 +195,6 @@ def map_scale(observed: ObservedMap, description: ModelDescription,
     return MapScale(pixel, source, side, description.image_pc)
 
 
-@contextmanager
-def _quiet_mlflow() -> Iterator[None]:
-    """No artifact download bars or library warnings while a model is read."""
-    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    before = os.environ.get(key)
-    os.environ[key] = "false"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        if before is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before
-
-
 def describe_model(uri: str) -> ModelDescription:
     """Check that ``uri`` names a turbexp model (an experiment's name, a run id or an MLflow
     model URI: :func:`turbexp.tracking.resolve_model_uri`); its image size and classes."""
@@ -228,7 +208,7 @@ def describe_model(uri: str) -> ModelDescription:
     except ValueError as exc:
         raise UserError(str(exc), field=FIELD) from None
     try:
-        with _quiet_mlflow():
+        with tracking.quiet_reading():
             info = mlflow.models.get_model_info(uri)
     except (MlflowException, OSError) as exc:
         raise UserError(f"no MLflow model at {uri!r} ({exc})", field=FIELD) from None
@@ -308,8 +288,7 @@ def load_pipeline(description: ModelDescription) -> Any:
     from turbexp import tracking
 
     try:
-        with _quiet_mlflow():
-            return tracking.load_pipeline(description.uri)
+        return tracking.load_pipeline(description.uri)
     except ValueError as exc:
         raise UserError(str(exc), field=FIELD) from None
 
