@@ -14,6 +14,7 @@ from turbexp_plugins.power_spectrum import (
     PowerSpectrum,
     PowerSpectrumTransformer,
     fit_power_law,
+    radial_power_spectra,
     radial_power_spectrum,
 )
 
@@ -106,6 +107,29 @@ def test_parallel_equals_serial() -> None:
     np.testing.assert_array_equal(
         map_images(np.ravel, images[:, :2, :2], n_jobs=2), images[:, :2, :2].reshape(70, 4)
     )
+
+
+@pytest.mark.parametrize("window", ["none", "hann"])
+def test_a_batch_gives_each_image_the_bits_it_gets_alone(
+        window: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import turbexp_plugins.power_spectrum as ps
+
+    images = np.stack([gaussian_field(24, 3.5, seed) for seed in range(9)])[:, :, :20]
+    monkeypatch.setattr(ps, "BATCH_BYTES", 4 * 16 * 24 * 20)  # batches of 4: 4, 4 and 1
+    k, spectra = radial_power_spectra(images, window)
+    assert spectra.shape == (9, len(k))
+    for image, power in zip(images, spectra, strict=True):
+        alone_k, alone = radial_power_spectrum(image, window)
+        np.testing.assert_array_equal(k, alone_k)
+        np.testing.assert_array_equal(power, alone)
+
+
+def test_a_batched_function_must_keep_one_row_per_image() -> None:
+    images = np.zeros((70, 4, 4), dtype=np.float32)
+    np.testing.assert_array_equal(map_images(lambda b: b[:, 0, :2], images, n_jobs=1,
+                                             batched=True), np.zeros((70, 2)))
+    with pytest.raises(ValueError, match=r"must return \(70, d\) for 70 images"):
+        map_images(lambda b: b[:1, 0], images, n_jobs=1, batched=True)
 
 
 def test_images_too_small_are_refused() -> None:

@@ -63,7 +63,14 @@ def _as_row(value: object) -> np.ndarray:
     return row.reshape(-1)
 
 
-def _apply_chunk(func: Callable[[np.ndarray], object], chunk: np.ndarray) -> np.ndarray:
+def _apply_chunk(func: Callable[[np.ndarray], object], chunk: np.ndarray,
+                 batched: bool = False) -> np.ndarray:
+    if batched:
+        block = np.asarray(func(chunk))
+        if block.ndim != 2 or len(block) != len(chunk):
+            raise ValueError(f"a batched function must return ({len(chunk)}, d) for "
+                             f"{len(chunk)} images, got {block.shape}")
+        return block
     rows = [_as_row(func(image)) for image in chunk]
     return np.stack(rows) if rows else np.empty((0, 0))
 
@@ -72,14 +79,17 @@ def map_images(
     func: Callable[[np.ndarray], object],
     images: np.ndarray | Sequence[np.ndarray],
     n_jobs: int | None = None,
+    *,
+    batched: bool = False,
 ) -> np.ndarray:
     """Apply ``func`` to each image of ``images`` (n, H, W) and stack the results to (n, d).
 
-    ``func`` maps one (H, W) image to a 1-d feature vector; it must be picklable
-    (a module-level function, or a :func:`functools.partial` of one). The work is
-    spread over ``n_jobs`` processes (default :func:`default_jobs`) in a few chunks
-    per worker, or done serially when there are fewer than ``MIN_PARALLEL`` images
-    or a single job. Integer results are returned as float64.
+    ``func`` maps one (H, W) image to a 1-d feature vector, or, ``batched``, a stack
+    (k, H, W) to (k, d) at once; it must be picklable (a module-level function, or a
+    :func:`functools.partial` of one). The work is spread over ``n_jobs`` processes
+    (default :func:`default_jobs`) in a few chunks per worker, or done serially when
+    there are fewer than ``MIN_PARALLEL`` images or a single job. Integer results are
+    returned as float64.
     """
     stack = np.asarray(images)
     if stack.ndim != 3:
@@ -88,12 +98,12 @@ def map_images(
     jobs = default_jobs() if n_jobs is None else _resolve(n_jobs)
     jobs = min(jobs, n) if n else 1
     if jobs == 1 or n < MIN_PARALLEL:
-        result = _apply_chunk(func, stack)
+        result = _apply_chunk(func, stack, batched)
     else:
         chunks = np.array_split(stack, min(n, jobs * CHUNKS_PER_WORKER))
         parts = Parallel(n_jobs=jobs, backend="loky", initializer=die_with_parent,
                          initargs=(os.getpid(),))(
-            delayed(_apply_chunk)(func, chunk) for chunk in chunks
+            delayed(_apply_chunk)(func, chunk, batched) for chunk in chunks
         )
         result = np.concatenate(parts, axis=0)
     if not np.issubdtype(result.dtype, np.floating):

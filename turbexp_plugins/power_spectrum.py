@@ -44,17 +44,25 @@ def radial_power_spectrum(
     data = np.asarray(image, dtype=np.float64)
     if data.ndim != 2:
         raise ValueError(f"expected one image of shape (H, W), got shape {data.shape}")
-    height, width = data.shape
+    k, power = radial_power_spectra(data[None], window)
+    return k, power[0]
+
+
+BATCH_BYTES = 64 * 2**20
+"""Largest complex spectrum computed at once by :func:`radial_power_spectra` (bytes)."""
+
+
+def radial_power_spectra(images: np.ndarray, window: Window = "none"
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`radial_power_spectrum` of every image of a stack (n, H, W): the shells' mean
+    wavenumbers ``k`` (m,) and each image's mean power ``P`` (n, m), the same numbers as
+    image by image, from one pass of numpy per batch of at most :data:`BATCH_BYTES`."""
+    stack = np.asarray(images)
+    if stack.ndim != 3:
+        raise ValueError(f"expected images of shape (n, H, W), got shape {stack.shape}")
+    n, height, width = stack.shape
     if min(height, width) < 4:
         raise ValueError(f"image of {height}×{width} pixels is too small for a power spectrum")
-    weights = _window(data.shape, window)
-    if weights is None:
-        data = data - data.mean()
-        norm = 1.0
-    else:
-        data = (data - np.sum(weights * data) / np.sum(weights)) * weights
-        norm = float(np.mean(weights**2))
-    power = np.abs(np.fft.fft2(data)) ** 2 / (height * width * norm)
     side = min(height, width)
     ky = np.fft.fftfreq(height) * side
     kx = np.fft.fftfreq(width) * side
@@ -62,11 +70,30 @@ def radial_power_spectrum(
     shells = np.rint(kr).astype(np.int64)
     nyquist = side // 2
     keep = (shells >= 1) & (shells <= nyquist)
-    counts = np.bincount(shells[keep], minlength=nyquist + 1)[1:]
-    k_sum = np.bincount(shells[keep], weights=kr[keep], minlength=nyquist + 1)[1:]
-    p_sum = np.bincount(shells[keep], weights=power.ravel()[keep], minlength=nyquist + 1)[1:]
+    bins = nyquist + 1
+    counts = np.bincount(shells[keep], minlength=bins)[1:]
+    k_sum = np.bincount(shells[keep], weights=kr[keep], minlength=bins)[1:]
     filled = counts > 0
-    return k_sum[filled] / counts[filled], p_sum[filled] / counts[filled]
+    weights = _window((height, width), window)
+    norm = 1.0 if weights is None else float(np.mean(weights**2))
+    batch = max(1, BATCH_BYTES // (16 * height * width))
+    p_sum = np.empty((n, bins - 1))
+    for start in range(0, n, batch):
+        # each image's mean as the one-image computation takes it (the same bits)
+        data = np.asarray(stack[start:start + batch], dtype=np.float64)
+        if weights is None:
+            data = data - np.array([image.mean() for image in data])[:, None, None]
+        else:
+            means = [np.sum(weights * image) / np.sum(weights) for image in data]
+            data = (data - np.array(means)[:, None, None]) * weights
+        power = (np.abs(np.fft.fft2(data)) ** 2 / (height * width * norm)).reshape(len(data), -1)
+        # one bincount over all images, each image's shells offset: every shell sums its modes
+        # in the order a single image's bincount does
+        owner = (shells[keep][None, :] + bins * np.arange(len(data))[:, None]).ravel()
+        p_sum[start:start + batch] = np.bincount(owner, weights=power[:, keep].ravel(),
+                                                 minlength=bins * len(data)
+                                                 ).reshape(len(data), bins)[:, 1:]
+    return k_sum[filled] / counts[filled], p_sum[:, filled] / counts[filled]
 
 
 def fit_power_law(
@@ -112,12 +139,12 @@ def fit_range(shape: tuple[int, int], kmin: float, kmax_fraction: float) -> tupl
 
 
 def spectrum_features(
-    image: np.ndarray, window: Window, kmin: float, kmax_fraction: float
+    images: np.ndarray, window: Window, kmin: float, kmax_fraction: float
 ) -> np.ndarray:
-    """[slope, log10 amplitude at the pivot] of one image's power spectrum."""
-    low, high = fit_range(image.shape, kmin, kmax_fraction)
-    k, P = radial_power_spectrum(image, window)
-    return np.array(fit_power_law(k, P, low, high))
+    """[slope, log10 amplitude at the pivot] of each image's power spectrum, (n, 2)."""
+    low, high = fit_range(images.shape[1:], kmin, kmax_fraction)
+    k, spectra = radial_power_spectra(images, window)
+    return np.array([fit_power_law(k, P, low, high) for P in spectra]).reshape(len(images), 2)
 
 
 class PowerSpectrumTransformer(TransformerMixin, BaseEstimator):
@@ -158,7 +185,7 @@ class PowerSpectrumTransformer(TransformerMixin, BaseEstimator):
             kmin=self.kmin,
             kmax_fraction=self.kmax_fraction,
         )
-        return map_images(func, images, n_jobs=self.n_jobs).reshape(len(images), 2)
+        return map_images(func, images, n_jobs=self.n_jobs, batched=True)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray(FEATURE_NAMES, dtype=object)
