@@ -272,8 +272,9 @@ def test_workers_die_with_a_killed_campaign(workdir: Path) -> None:
 LOKY_PARENT = """
 import sys, time
 import numpy as np
-from turbexp.parallel import map_images
-map_images(np.mean, np.ones((256, 8, 8)), n_jobs=2)  # leaves its loky workers waiting
+from turbexp import parallel
+parallel.PARALLEL_SECONDS = 0.0  # workers even for this little work
+parallel.map_images(np.mean, np.ones((256, 8, 8)), n_jobs=2)  # leaves its loky workers waiting
 print("ready", flush=True)
 time.sleep(120)
 """

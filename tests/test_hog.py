@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from turbexp import parallel
 from turbexp.errors import UserError
 from turbexp.parallel import JOBS_ENV, default_jobs, map_images
 from turbexp.plugins import load_registry
@@ -24,6 +26,10 @@ def _images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
 
 def _row_sums(image: np.ndarray) -> np.ndarray:
     return image.sum(axis=1)
+
+
+def _process(image: np.ndarray) -> np.ndarray:
+    return np.array([os.getpid()])
 
 
 def test_feature_shape_and_determinism() -> None:
@@ -96,11 +102,12 @@ def test_pickle_round_trip() -> None:
     np.testing.assert_array_equal(restored.transform(images), transformer.transform(images))
 
 
-def test_parallel_equals_serial() -> None:
+def test_parallel_equals_serial(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "PARALLEL_SECONDS", 0.0)  # workers for any work
     images = _images(80, size=24)
     serial = HogTransformer(cells=3, n_jobs=1).fit_transform(images)
-    parallel = HogTransformer(cells=3, n_jobs=2).fit_transform(images)
-    np.testing.assert_array_equal(parallel, serial)
+    in_workers = HogTransformer(cells=3, n_jobs=2).fit_transform(images)
+    np.testing.assert_array_equal(in_workers, serial)
     np.testing.assert_array_equal(map_images(_row_sums, images, n_jobs=2), images.sum(axis=2))
 
 
@@ -126,3 +133,15 @@ def test_registered() -> None:
     registry = load_registry()
     assert registry.plugins["features"]["hog"].cls is Hog
     assert not [f for f in registry.failures if f.entry_point == "hog"]
+
+
+def test_the_parallel_path_is_taken_only_for_work_that_pays(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    images = _images(80, size=8)
+    here = os.getpid()
+    small = map_images(_process, images, n_jobs=2).ravel()
+    assert set(small) == {here}  # a few milliseconds of work: no workers started
+    monkeypatch.setattr(parallel, "PARALLEL_SECONDS", 0.0)
+    large = map_images(_process, images, n_jobs=2).ravel()
+    assert set(large[:parallel.PROBE_IMAGES]) == {here}  # the probe, timed here
+    assert here not in set(large[parallel.PROBE_IMAGES:])  # the rest on the workers

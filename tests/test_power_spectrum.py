@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from turbexp import parallel
 from turbexp.parallel import map_images
 from turbexp.plugins import load_registry
 from turbexp_plugins.power_spectrum import (
@@ -99,11 +100,12 @@ def test_transformer_shape_determinism_and_order() -> None:
     assert np.all(np.diff(features[:, 0]) < 0)  # steeper spectrum, more negative slope
 
 
-def test_parallel_equals_serial() -> None:
+def test_parallel_equals_serial(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "PARALLEL_SECONDS", 0.0)  # workers for any work
     images = np.stack([gaussian_field(32, 3.0, seed) for seed in range(70)])
     serial = PowerSpectrumTransformer(n_jobs=1).fit_transform(images)
-    parallel = PowerSpectrumTransformer(n_jobs=2).fit_transform(images)
-    np.testing.assert_array_equal(parallel, serial)
+    in_workers = PowerSpectrumTransformer(n_jobs=2).fit_transform(images)
+    np.testing.assert_array_equal(in_workers, serial)
     np.testing.assert_array_equal(
         map_images(np.ravel, images[:, :2, :2], n_jobs=2), images[:, :2, :2].reshape(70, 4)
     )

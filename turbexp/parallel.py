@@ -6,6 +6,7 @@ import ctypes
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -18,6 +19,14 @@ JOBS_ENV = "TURBEXP_JOBS"
 
 MIN_PARALLEL = 64
 """Below this many images the work is done in the calling process."""
+
+PROBE_IMAGES = 16
+"""Images done first in the calling process, timed, to size the rest of the work."""
+
+PARALLEL_SECONDS = 3.0
+"""Serial work (estimated from the probe) below which the rest is done in the calling process
+too: starting the workers and moving the images to them costs 1–2 s on a small machine, so
+less work than this is done faster, or not much slower, without them."""
 
 CHUNKS_PER_WORKER = 4
 
@@ -87,9 +96,11 @@ def map_images(
     ``func`` maps one (H, W) image to a 1-d feature vector, or, ``batched``, a stack
     (k, H, W) to (k, d) at once; it must be picklable (a module-level function, or a
     :func:`functools.partial` of one). The work is spread over ``n_jobs`` processes
-    (default :func:`default_jobs`) in a few chunks per worker, or done serially when
-    there are fewer than ``MIN_PARALLEL`` images or a single job. Integer results are
-    returned as float64.
+    (default :func:`default_jobs`) in a few chunks per worker when that pays: the first
+    :data:`PROBE_IMAGES` are done here and timed, and the rest go to the workers only when
+    they would take :data:`PARALLEL_SECONDS` or more here (never with fewer than
+    ``MIN_PARALLEL`` images or a single job). The path taken does not change the result.
+    Integer results are returned as float64.
     """
     stack = np.asarray(images)
     if stack.ndim != 3:
@@ -100,12 +111,20 @@ def map_images(
     if jobs == 1 or n < MIN_PARALLEL:
         result = _apply_chunk(func, stack, batched)
     else:
-        chunks = np.array_split(stack, min(n, jobs * CHUNKS_PER_WORKER))
-        parts = Parallel(n_jobs=jobs, backend="loky", initializer=die_with_parent,
-                         initargs=(os.getpid(),))(
-            delayed(_apply_chunk)(func, chunk, batched) for chunk in chunks
-        )
-        result = np.concatenate(parts, axis=0)
+        started = time.perf_counter()
+        head = _apply_chunk(func, stack[:PROBE_IMAGES], batched)
+        per_image = (time.perf_counter() - started) / PROBE_IMAGES
+        rest = stack[PROBE_IMAGES:]
+        if per_image * len(rest) < PARALLEL_SECONDS:
+            tail = _apply_chunk(func, rest, batched)
+        else:
+            chunks = np.array_split(rest, min(len(rest), jobs * CHUNKS_PER_WORKER))
+            parts = Parallel(n_jobs=jobs, backend="loky", initializer=die_with_parent,
+                             initargs=(os.getpid(),))(
+                delayed(_apply_chunk)(func, chunk, batched) for chunk in chunks
+            )
+            tail = np.concatenate(parts, axis=0)
+        result = np.concatenate([head, tail], axis=0)
     if not np.issubdtype(result.dtype, np.floating):
         result = result.astype(np.float64)
     return result
