@@ -63,9 +63,8 @@ def first_call_seconds() -> tuple[float, str]:
     start = time.perf_counter()
     solver.evolve(reference_setup(8, 0)[0], 0.01)
     seconds = time.perf_counter() - start
-    dispatchers = [kernels.primitives, kernels.sweep_middle, kernels.sweep_last,
-                   kernels.heun_stage, kernels.max_speed_sum]
-    misses = sum(sum(d.stats.cache_misses.values()) for d in dispatchers if hasattr(d, "stats"))
+    misses = sum(sum(d.stats.cache_misses.values()) for d in kernels.KERNELS
+                 if hasattr(d, "stats"))
     return seconds, "compiled" if misses else "loaded from numba's cache"
 
 

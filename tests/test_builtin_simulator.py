@@ -347,3 +347,22 @@ def test_a_box_too_large_for_this_machine_fails_before_allocating(
                        match=r"a 128³ box needs about 0.391 GiB .* has 0.0977 GiB"):
         simulator.simulate(request(grid=128), simulator.Params())
     assert builtin.memory_needed(128) == 200 * 128**3
+
+
+def test_a_campaign_readies_the_kernels_once_and_says_so_only_when_it_compiles(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from turbexp_plugins.builtin import kernels
+
+    simulator = BuiltinSimulator()
+    params = simulator.Params(device="cpu")
+    monkeypatch.setattr(solver, "_prepared", False)
+    simulator.check(params, 16)
+    first = capsys.readouterr().err
+    compiled = any(sum(k.stats.cache_misses.values()) for k in kernels.KERNELS)
+    assert ("compiled the solver's kernels" in first) == compiled, first
+    simulator.check(params, 16)  # a second campaign in the same process: nothing to say
+    assert capsys.readouterr().err == ""
+    assert solver._prepared
+    monkeypatch.setattr(kernels, "ON_DISK", False)
+    simulator.check(params, 16)
+    assert "set NUMBA_CACHE_DIR to a writable folder" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any, ClassVar, Literal
 
@@ -57,6 +58,30 @@ class BuiltinSimulator(Simulator):
             "else the CPU), cpu or gpu; the maps agree to round-off, so it is not part of the "
             "cache key",
         )
+
+    def check(self, params: PluginParams, grid: int) -> None:
+        """Before a campaign that runs on the CPU here: the kernels are made ready in this
+        process, once, so that parallel jobs load them from numba's cache instead of each
+        compiling them; the user hears of a compilation (tens of seconds) once. (The device
+        itself is resolved where each simulation runs: under SLURM, not here.)"""
+        p = self.validated(params)
+        try:
+            if solver.resolve_device(p.device) != "cpu":
+                return
+        except ValueError:
+            return
+        from turbexp_plugins.builtin import kernels
+
+        if not kernels.ON_DISK:
+            print("note: numba has no writable cache folder, so every process compiles the "
+                  "solver's kernels (about 30 s); set NUMBA_CACHE_DIR to a writable folder",
+                  file=sys.stderr)
+            return
+        started = time.perf_counter()
+        compiled_into = solver.prepare_kernels()
+        if compiled_into is not None:
+            print(f"compiled the solver's kernels in {time.perf_counter() - started:.0f} s, "
+                  f"once: numba keeps them in {compiled_into}", file=sys.stderr)
 
     def identity(self, params: PluginParams) -> dict[str, Any]:
         """The numerical parameters, less ``device`` (which only says where to run)."""

@@ -24,6 +24,11 @@ from turbexp_plugins.builtin.face import HLL, LLF, MC, MINMOD, SOUND_SPEED, VANL
 __all__ = ["HLL", "LLF", "MC", "MINMOD", "SOUND_SPEED", "VANLEER"]
 
 
+ON_DISK = True
+"""Whether numba found a writable folder for the kernels' cache (else each process compiles
+them)."""
+
+
 def _kernel(func):
     """A parallel kernel, cached on disk when numba finds a writable cache folder.
 
@@ -31,10 +36,12 @@ def _kernel(func):
     ``NUMBA_CACHE_DIR`` when set). The numpy error model makes a division by zero
     give inf or nan, as numpy does, which the stage kernels count as non-finite.
     """
+    global ON_DISK
     options = {"parallel": True, "error_model": "numpy"}
     try:
         return njit(cache=True, **options)(func)
     except RuntimeError:  # no writable cache location: compile once per process instead
+        ON_DISK = False
         return njit(**options)(func)
 
 
@@ -249,6 +256,10 @@ def max_speed_sum(state, density_floor, active):
     for i in prange(nx):
         tops[i] = _max_speed_sum_plane(state, i, density_floor, active)
     return tops.max()
+
+
+KERNELS = (primitives, sweep_middle, sweep_last, heun_stage, max_speed_sum)
+"""The compiled entry points, whose numba statistics say whether a call compiled them."""
 
 
 def sweep(prim, dudt, axis, first, limiter, riemann, density_floor):

@@ -310,3 +310,22 @@ def evolve(
         steps += 1
         t = t_end if last else t + dt
     return heun.state(), steps
+
+
+_prepared = False
+
+
+def prepare_kernels() -> str | None:
+    """Make the CPU kernels ready in this process (compiled, or loaded from numba's on-disk
+    cache) by evolving a tiny box; returns the cache folder when this first call had to
+    compile them into it, else None."""
+    global _prepared
+    if _prepared:
+        return None
+    evolve(initial_state(np.zeros((3, 4, 4, 4)) + 0.1), 0.01)
+    _prepared = True
+    for kernel in kernels.KERNELS:
+        stats = getattr(kernel, "stats", None)
+        if stats is not None and sum(stats.cache_misses.values()):
+            return str(stats.cache_path)
+    return None
