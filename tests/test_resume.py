@@ -182,3 +182,20 @@ def test_a_trial_killed_while_naming_its_process_is_failed(tmp_path: Path) -> No
             trial.set_user_attr(key, value)
     fail_orphaned_trials(study, storage)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 3
+
+
+@pytest.mark.parametrize("interrupted", [True, False])
+def test_an_error_while_an_interrupt_unwinds_is_the_interruption(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch, interrupted: bool) -> None:
+    from turbexp import interrupt, tracking
+
+    monkeypatch.setattr(interrupt, "_requested", interrupted)
+    mlflow.set_experiment("turbexp")
+    expected = KeyboardInterrupt if interrupted else FileNotFoundError
+    with pytest.raises(expected) as raised, tracking.tracked_run("r", {}) as run:
+        # what Optuna's journal lock raised when Ctrl-C came as it released the lock
+        raise FileNotFoundError("optuna.journal.lock….rename")
+    if interrupted:
+        assert isinstance(raised.value.__cause__, FileNotFoundError)
+    status = mlflow.get_run(run.info.run_id).info.status
+    assert status == ("KILLED" if interrupted else "FAILED")

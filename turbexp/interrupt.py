@@ -31,6 +31,11 @@ def install() -> None:
         pass
 
 
+def requested() -> bool:
+    """Whether Ctrl-C or SIGTERM came in this process."""
+    return _requested
+
+
 def check() -> None:
     """Raise ``KeyboardInterrupt`` if a stop was asked for (and perhaps swallowed)."""
     if _requested:

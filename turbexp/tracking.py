@@ -25,6 +25,7 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 import turbexp
+from turbexp import interrupt
 from turbexp.errors import UserError
 
 DEFAULT_EXPERIMENT = "turbexp"
@@ -156,12 +157,20 @@ def plugin_versions(plugins: list[Any]) -> str:
 @contextmanager
 def tracked_run(run_name: str, tags: dict[str, str], *, nested: bool = False) -> Iterator[Any]:
     """An MLflow run that ends FINISHED, KILLED when interrupted (Ctrl-C, SIGTERM) or FAILED
-    on any other error."""
+    on any other error. An error raised while an interrupt unwinds (a library's half-done
+    step failing on the way out: Optuna's journal lock, say) is the interruption's: the run
+    ends KILLED and the error goes on as the ``KeyboardInterrupt`` it is."""
     run = mlflow.start_run(run_name=run_name, tags=tags, nested=nested)
     try:
         yield run
     except KeyboardInterrupt:
         _end_after_error(run.info.run_id, RunStatus.KILLED)
+        raise
+    except Exception as exc:
+        if interrupt.requested():
+            _end_after_error(run.info.run_id, RunStatus.KILLED)
+            raise KeyboardInterrupt from exc
+        _end_after_error(run.info.run_id, RunStatus.FAILED)
         raise
     except BaseException:
         _end_after_error(run.info.run_id, RunStatus.FAILED)
