@@ -18,7 +18,7 @@ import pytest
 from conftest import TINY_CAMPAIGN, TINY_EXPERIMENT, turbexp_cli, write
 from test_quiz import CHROMIUM, CHROMIUM_ARGS
 
-from turbexp.mlflow_ui import DEFAULTS, with_defaults
+from turbexp.mlflow_ui import DEFAULTS, TrainingRunsFirst, with_defaults
 
 DESCRIPTION = "Kolmogorov against Burgers on six tiny boxes, for the UI test"
 
@@ -59,6 +59,43 @@ def test_the_page_sets_only_what_the_browser_has_not_chosen() -> None:
         assert f"getItem({json.dumps(key)})===null".encode() in served
         assert json.dumps(json.dumps(value)).encode() in served
     assert with_defaults(b"not a page") == b"not a page"
+
+
+def _served(path: str, method: str = "GET", content_type: bytes = b"text/html") -> bytes:
+    """What the middleware passes on of a page MLflow's app would serve at ``path``."""
+    import asyncio
+
+    page = b"<html><head></head><body>MLflow</body></html>"
+
+    async def app(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", content_type),
+                                (b"content-length", str(len(page)).encode())]})
+        await send({"type": "http.response.body", "body": page[:10], "more_body": True})
+        await send({"type": "http.response.body", "body": page[10:]})
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def receive() -> dict:
+        return {"type": "http.request"}
+
+    asyncio.run(TrainingRunsFirst(app)({"type": "http", "method": method, "path": path},
+                                       receive, send))
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    [start] = [m for m in sent if m["type"] == "http.response.start"]
+    assert dict(start["headers"])[b"content-length"] == str(len(body)).encode()
+    return body
+
+
+def test_only_the_uis_own_page_is_given_the_defaults() -> None:
+    assert _served("/") == with_defaults(b"<html><head></head><body>MLflow</body></html>")
+    assert _served("/prefix/") != _served("/get-artifact")  # a static prefix's page too
+    for path, method, kind in (("/get-artifact", "GET", b"text/html"),
+                               ("/", "POST", b"text/html"), ("/", "GET", b"application/json")):
+        assert _served(path, method, kind) == b"<html><head></head><body>MLflow</body></html>"
 
 
 @pytest.mark.slow

@@ -45,14 +45,16 @@ def with_defaults(page: bytes) -> bytes:
 
 
 class TrainingRunsFirst:
-    """ASGI middleware: MLflow's app, with its HTML page given :func:`with_defaults`."""
+    """ASGI middleware: MLflow's app, with its page (the HTML it serves at ``/``, or at its
+    static prefix) given :func:`with_defaults`; every other response passes as it is."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
                        send: Callable[[Message], Awaitable[None]]) -> None:
-        if scope["type"] != "http" or scope.get("method") != "GET":
+        if (scope["type"] != "http" or scope.get("method") != "GET"
+                or not scope.get("path", "").endswith("/")):
             await self.app(scope, receive, send)
             return
         start: Message | None = None
