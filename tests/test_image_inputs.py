@@ -11,7 +11,7 @@ import mlflow
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import TINY_CAMPAIGN, fake_distribution, turbexp_cli, write
+from conftest import fake_distribution, turbexp_cli
 from mlflow.tracking import MlflowClient
 
 from turbexp import tracking
@@ -23,6 +23,7 @@ from turbexp.paths import cache_dir
 from turbexp.plugins import load_registry
 from turbexp.spec import ImagesSpec
 from turbexp.store import SimulationStore
+from turbexp.testing import TINY_EXPERIMENT, TurbexpProject
 
 COLUMN_STATS = '''
 import numpy as np
@@ -56,19 +57,6 @@ class ColumnStats(FeatureExtractor):
 def register_features(register):
     register(ColumnStats)
 '''
-
-EXPERIMENT = """
-name: column-stats
-data:
-  campaign: ../sims/tiny.yaml
-  images: {size: 8, cuts: 4, flips: 1}
-  split: {train: 0.4, test: 0.3, holdout: 0.3, seed: 0}
-task: {kind: classify, classes: {kolmogorov: 3.6666667, burgers: 4.0}}
-features: {plugin: column_stats}
-estimator: {plugin: logistic}
-tune: {trials: 1, defaults: false}
-evaluate: {reports: []}
-"""
 
 
 def test_log_column_density_images_are_the_maps_and_standardised_ones_unchanged() -> None:
@@ -113,13 +101,16 @@ def _values(path: Path) -> list[float]:
 
 @pytest.mark.slow
 def test_a_model_on_log_column_density_trains_and_predicts_in_physical_units(
-        workdir: Path, monkeypatch: pytest.MonkeyPatch,
+        turbexp_project: TurbexpProject, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
+    workdir = turbexp_project.root
     site = fake_distribution(workdir / "site", "turbexp-columnstats", "columnstats",
                              COLUMN_STATS)
     env = {"PYTHONPATH": str(site)}
-    write(workdir / "sims" / "tiny.yaml", TINY_CAMPAIGN)
-    experiment = write(workdir / "experiments" / "column.yaml", EXPERIMENT)
+    experiment = turbexp_project.experiment(
+        "column-stats", features={"plugin": "column_stats"}, estimator={"plugin": "logistic"},
+        data={**TINY_EXPERIMENT["data"], "images": {"size": 8, "cuts": 4, "flips": 1}},
+        evaluate={"reports": []})
     result = turbexp_cli("run", str(experiment), "--no-progress", cwd=workdir, env=env)
     assert result.returncode == 0, result.stderr
 

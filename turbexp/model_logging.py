@@ -18,7 +18,6 @@ from sklearn.pipeline import Pipeline
 from turbexp import tracking
 from turbexp.experiment import ExperimentPlan
 from turbexp.images import image_side_pc
-from turbexp.plugin_types import ImageInputs
 
 
 def _plugin_types(model: Any) -> list[str]:
@@ -33,10 +32,9 @@ def _plugin_types(model: Any) -> list[str]:
     return sorted(found)
 
 
-def log_model(plan: ExperimentPlan, pipeline: Pipeline, example: np.ndarray,
-              inputs: ImageInputs = "standardised") -> str:
-    """Log and register the model, whose images hold ``inputs``; returns its URI
-    (``models:/NAME/VERSION`` when registered, else ``runs:/ID/NAME``)."""
+def log_model(plan: ExperimentPlan, pipeline: Pipeline, example: np.ndarray) -> str:
+    """Log and register the model; returns its URI (``models:/NAME/VERSION`` when registered,
+    else ``runs:/ID/NAME``)."""
     import sklearn
     from mlflow.tracking import MlflowClient
 
@@ -69,7 +67,7 @@ def log_model(plan: ExperimentPlan, pipeline: Pipeline, example: np.ndarray,
                      f"{tracking.TAG}.pixel_pc": f"{side / images.size:.8g}",
                      f"{tracking.TAG}.beam_fwhm_pc":
                          f"{plan.spec.data.observation.beam_fwhm_pc:.8g}",
-                     tracking.MODEL_NAME: name, tracking.INPUTS: inputs})
+                     tracking.MODEL_NAME: name, tracking.INPUTS: plan.inputs})
     version = info.registered_model_version
     if version is None:
         return f"runs:/{mlflow.active_run().info.run_id}/{name}"

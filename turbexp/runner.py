@@ -39,7 +39,7 @@ from turbexp.images import ImageSet, images_per_simulation
 from turbexp.lineage import log_datasets
 from turbexp.model_logging import log_model
 from turbexp.paths import optuna_storage
-from turbexp.plugin_types import ReportContext
+from turbexp.plugin_types import ImageInputs, ReportContext
 from turbexp.progress import console, step
 from turbexp.reporting import log_reports
 from turbexp.spec import Spread
@@ -215,9 +215,8 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
     spec = plan.spec
     run_campaign(plan.campaign, store, jobs=jobs, show_progress=show_progress)
     source = None if spec.model is None else _reused_source(plan)
-    inputs = plan.inputs if source is None \
-        else source.data.tags.get(tracking.INPUTS, "standardised")
-    data = build_image_set(plan, store, inputs)
+    data = build_image_set(plan, store, plan.inputs if source is None else
+                           _reused_inputs(plan, source))
     role = "repeat" if nested else "experiment"
     tracking.close_stale_runs(experiment_id, plan.study_name)
     tags = _tags(plan, role)
@@ -268,8 +267,7 @@ def _run_once(plan: ExperimentPlan, store: SimulationStore, experiment_id: str, 
         model_uri = None
         if spec.model is None:  # before the reports: a report that fails leaves it logged
             with step(f"{spec.name}: logging the model", enabled=show_progress):
-                model_uri = log_model(plan, pipeline, data.images[data.part("holdout")][:4],
-                                      data.inputs)
+                model_uri = log_model(plan, pipeline, data.images[data.part("holdout")][:4])
             mlflow.set_tag(tracking.MODEL_RUN, run.info.run_id)
         interrupt.check()
         log_reports(plan, context, store, jobs, show_progress)
@@ -380,6 +378,14 @@ def _reused_source(plan: ExperimentPlan) -> Run:
                         "data: reusing it needs the same campaign, images, split and task",
                         file=str(plan.path), field="model")
     return source
+
+
+def _reused_inputs(plan: ExperimentPlan, source: Run) -> ImageInputs:
+    """What the images of ``source``'s model hold: this experiment makes its images so."""
+    try:
+        return tracking.model_inputs(source)
+    except ValueError as exc:
+        raise UserError(str(exc), file=str(plan.path), field="model") from None
 
 
 def _reused_model(plan: ExperimentPlan, source: Run) -> Any:

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import mlflow
 from filelock import FileLock
@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 import turbexp
 from turbexp import interrupt
 from turbexp.errors import UserError
+from turbexp.plugin_types import ImageInputs
 
 DEFAULT_EXPERIMENT = "turbexp"
 TAG = "turbexp"
@@ -290,6 +291,18 @@ INPUTS = f"{TAG}.inputs"
 """Tag of a run that logged a model: what its images hold, ``standardised`` or
 ``log_column_density`` (:data:`turbexp.plugin_types.ImageInputs`; older runs: none, meaning
 standardised)."""
+
+
+def model_inputs(run: Any) -> ImageInputs:
+    """What the images of the model ``run`` logged hold (its tag :data:`INPUTS`);
+    ``ValueError`` for a value turbexp does not know."""
+    inputs = run.data.tags.get(INPUTS, "standardised")
+    if inputs not in get_args(ImageInputs):
+        raise ValueError(f"the tag {INPUTS} of run {run.info.run_id} is {inputs!r}, not one "
+                         f"of {', '.join(get_args(ImageInputs))}")
+    return inputs
+
+
 NEWEST = "newest"
 """Alias of the version of an experiment's registered model logged last (MLflow reserves
 ``latest``; ``models:/NAME/latest`` is its own name for the highest version)."""

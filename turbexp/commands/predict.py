@@ -28,7 +28,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import numpy as np
 from astropy import units as u
@@ -261,11 +261,10 @@ def describe_model(uri: str) -> ModelDescription:
     except ValueError as exc:
         raise UserError(not_ours + f"the tag {CALIBRATION} of run {info.run_id}: {exc}",
                         field=FIELD) from None
-    inputs = run.data.tags.get(tracking.INPUTS, "standardised")
-    if inputs not in get_args(ImageInputs):
-        raise UserError(not_ours + f"the tag {tracking.INPUTS} of run {info.run_id} is "
-                        f"{inputs!r}, not one of {', '.join(get_args(ImageInputs))}",
-                        field=FIELD)
+    try:
+        inputs = tracking.model_inputs(run)
+    except ValueError as exc:
+        raise UserError(not_ours + str(exc), field=FIELD) from None
     return ModelDescription(uri, info.run_id, size, classes, image_pc, beam_fwhm_pc,
                             map_interval, calibration, inputs)
 
